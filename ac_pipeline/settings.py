@@ -1,0 +1,44 @@
+"""Where things live: the customer 360, the audience definitions and the sync state.
+
+Everything sits under one home folder, `AC_PIPELINE_HOME` (default `data/`, relative to the working
+directory, which is the repository root for `dagster dev` and the demo). Each path can be pointed
+elsewhere on its own, e.g. a read-only customer 360 on a shared disk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+    customer_360: Path
+    audiences: Path
+    state: Path
+    # Intermediate asset values (audience members and changes, one Parquet file per partition).
+    assets: Path
+    # The built-in sandbox's state, and Dagster's own home for the demo's runs.
+    sandbox_state: Path
+    dagster_home: Path
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser().resolve() if value else default
+
+
+def paths() -> Paths:
+    """Read the locations from the environment now (tests and the demo change it between calls)."""
+    home = _env_path("AC_PIPELINE_HOME", Path("data").resolve())
+    return Paths(
+        home=home,
+        customer_360=_env_path("AC_PIPELINE_CUSTOMER_360", home / "customer_360.duckdb"),
+        audiences=_env_path("AC_PIPELINE_AUDIENCES", home / "audiences.yaml"),
+        state=_env_path("AC_PIPELINE_STATE", home / "state.duckdb"),
+        assets=_env_path("AC_PIPELINE_ASSETS", home / "assets"),
+        sandbox_state=_env_path("AC_PIPELINE_SANDBOX_STATE", home / "sandbox.sqlite"),
+        dagster_home=_env_path("DAGSTER_HOME", home / "dagster_home"),
+    )

@@ -1,0 +1,274 @@
+"""The sync state: what ActiveCampaign is known to hold, per audience, and what every sync did.
+
+It lives in a DuckDB file of its own (the customer 360 may be read-only, and belongs to someone else):
+
+- `snapshot`: per audience and email, the contact as ActiveCampaign confirmed it: the hash of the
+  fields it holds, its contact id when known, and its list status: `member` (subscribed by us),
+  `removed` (unsubscribed by us: we may re-add them) or `opted_out` (they unsubscribed themselves:
+  never re-subscribed, kept with the reason).
+- `ledger`: one row per contact per operation per run: op, batch, status, reason.
+- `runs`: per run and audience, the counts.
+
+The snapshot moves only through `commit_confirmed`, with what ActiveCampaign confirmed, in one
+transaction together with the ledger rows that explain it. Connections are opened for one unit of
+work and closed again: DuckDB allows one writing process per file, and Dagster runs each step in its
+own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+SCHEMA_VERSION = 1
+
+# Each migration takes the database from version N-1 to N. Append, never edit a released one.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE snapshot (
+            audience VARCHAR NOT NULL,
+            email VARCHAR NOT NULL,
+            fields_hash VARCHAR,
+            contact_id VARCHAR,
+            status VARCHAR NOT NULL CHECK (status IN ('member', 'removed', 'opted_out')),
+            reason VARCHAR,
+            run_id VARCHAR,
+            updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (audience, email)
+        )""",
+        """CREATE TABLE ledger (
+            run_id VARCHAR NOT NULL,
+            audience VARCHAR NOT NULL,
+            email VARCHAR NOT NULL,
+            op VARCHAR NOT NULL,
+            batch VARCHAR,
+            status VARCHAR NOT NULL,
+            reason VARCHAR,
+            recorded_at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE runs (
+            run_id VARCHAR NOT NULL,
+            audience VARCHAR NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            status VARCHAR NOT NULL,
+            dry_run BOOLEAN NOT NULL DEFAULT false,
+            adds BIGINT, updates BIGINT, removals BIGINT, readds BIGINT,
+            confirmed BIGINT, failed BIGINT, opted_out BIGINT, skipped BIGINT,
+            requests BIGINT, seconds DOUBLE,
+            PRIMARY KEY (run_id, audience)
+        )""",
+    ],
+}
+
+SNAPSHOT_COLUMNS = {
+    "email": pl.String,
+    "fields_hash": pl.String,
+    "contact_id": pl.String,
+    "status": pl.String,
+    "reason": pl.String,
+}
+LEDGER_COLUMNS = {"email": pl.String, "op": pl.String, "batch": pl.String, "status": pl.String, "reason": pl.String}
+
+
+class StateError(RuntimeError):
+    """The state file cannot be used as it is; the message says what to do."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType], what: str) -> pl.DataFrame:
+    missing = [name for name in ("email",) if name not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} needs an 'email' column; got {frame.columns}")
+    return frame.select(
+        [pl.col(n).cast(t) if n in frame.columns else pl.lit(None, dtype=t).alias(n) for n, t in columns.items()]
+    )
+
+
+class SyncState:
+    """The state file. Cheap to construct; every method opens and closes its own connection."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection, on a migrated database. Never hold one across network calls."""
+        if read_only and not self.path.exists():
+            read_only = False  # first use: create it
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            connection.execute("SET enable_progress_bar = false")  # no bars on a step's stderr
+            version = self._version(connection)
+            if version < SCHEMA_VERSION:
+                if read_only:
+                    connection.close()
+                    connection = duckdb.connect(str(self.path))
+                self._migrate(connection, version)
+            elif version > SCHEMA_VERSION:
+                raise StateError(
+                    f"{self.path} has schema version {version}, newer than this ac-pipeline understands "
+                    f"({SCHEMA_VERSION}); upgrade ac-pipeline, or point AC_PIPELINE_STATE at another file"
+                )
+            yield connection
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _version(connection: duckdb.DuckDBPyConnection) -> int:
+        exists = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchall()[0][0]
+        if not exists:
+            return 0
+        return connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
+
+    def _migrate(self, connection: duckdb.DuckDBPyConnection, current: int) -> None:
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+                )
+                for statement in MIGRATIONS[version]:
+                    connection.execute(statement)
+                connection.execute("INSERT INTO schema_version VALUES (?, ?)", [version, _now()])
+                connection.execute("COMMIT")
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        with self.connect(read_only=True) as connection:
+            return self._version(connection)
+
+    # --- the snapshot -------------------------------------------------------------------------
+
+    def snapshot(self, audience: str) -> pl.DataFrame:
+        """What ActiveCampaign holds for the audience: email, fields_hash, contact_id, status, reason."""
+        with self.connect(read_only=True) as connection:
+            frame = connection.sql(
+                "SELECT email, fields_hash, contact_id, status, reason FROM snapshot WHERE audience = $audience",
+                params={"audience": audience},
+            ).pl()
+        return frame.cast(SNAPSHOT_COLUMNS)  # type: ignore[arg-type]
+
+    def snapshot_counts(self, audience: str) -> dict[str, int]:
+        with self.connect(read_only=True) as connection:
+            rows = connection.sql(
+                "SELECT status, count(*) FROM snapshot WHERE audience = $audience GROUP BY status",
+                params={"audience": audience},
+            ).fetchall()
+        counts = {"member": 0, "removed": 0, "opted_out": 0}
+        counts.update({status: n for status, n in rows})
+        return counts
+
+    def commit_confirmed(self, audience: str, run_id: str, confirmed: pl.DataFrame,
+                         ledger: pl.DataFrame | None = None) -> int:
+        """Record what ActiveCampaign confirmed, in one transaction: the only way the snapshot moves.
+
+        `confirmed` has one row per contact: email, status (member/removed/opted_out), and
+        fields_hash, contact_id, reason where known. A contact id already known is kept when the
+        new row has none. `ledger` rows (email, op, batch, status, reason) are appended in the
+        same transaction. Returns the number of snapshot rows written.
+        """
+        confirmed = _conform(confirmed, SNAPSHOT_COLUMNS, "confirmed rows")
+        if confirmed.get_column("email").is_duplicated().any():
+            raise ValueError("confirmed rows name the same email twice; commit one outcome per contact")
+        bad = confirmed.filter(~pl.col("status").is_in(["member", "removed", "opted_out"]))
+        if not bad.is_empty():
+            raise ValueError(f"snapshot status must be member, removed or opted_out, got {bad['status'][0]!r}")
+        ledger_rows = _conform(ledger if ledger is not None else pl.DataFrame(), LEDGER_COLUMNS, "ledger rows") \
+            if ledger is not None and not ledger.is_empty() else None
+        now = _now()
+        with self.connect() as connection:
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                if not confirmed.is_empty():
+                    connection.register("confirmed_rows", confirmed)
+                    connection.execute(
+                        """INSERT INTO snapshot
+                           SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now
+                           FROM confirmed_rows
+                           ON CONFLICT (audience, email) DO UPDATE SET
+                               fields_hash = coalesce(excluded.fields_hash, fields_hash),
+                               contact_id = coalesce(excluded.contact_id, contact_id),
+                               status = excluded.status,
+                               reason = excluded.reason,
+                               run_id = excluded.run_id,
+                               updated_at = excluded.updated_at""",
+                        {"audience": audience, "run_id": run_id, "now": now},
+                    )
+                if ledger_rows is not None:
+                    self._append_ledger(connection, audience, run_id, ledger_rows, now)
+                connection.execute("COMMIT")
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
+        return confirmed.height
+
+    # --- the ledger and runs ------------------------------------------------------------------
+
+    @staticmethod
+    def _append_ledger(connection: duckdb.DuckDBPyConnection, audience: str, run_id: str,
+                       rows: pl.DataFrame, now: datetime) -> None:
+        connection.register("ledger_rows", rows)
+        connection.execute(
+            "INSERT INTO ledger SELECT $run_id, $audience, email, op, batch, status, reason, $now FROM ledger_rows",
+            {"audience": audience, "run_id": run_id, "now": now},
+        )
+
+    def record_outcomes(self, audience: str, run_id: str, rows: pl.DataFrame) -> None:
+        """Append ledger rows that do not move the snapshot (failures, requests in flight)."""
+        if rows.is_empty():
+            return
+        rows = _conform(rows, LEDGER_COLUMNS, "ledger rows")
+        with self.connect() as connection:
+            self._append_ledger(connection, audience, run_id, rows, _now())
+
+    def ledger(self, audience: str, run_id: str | None = None) -> pl.DataFrame:
+        query = "SELECT run_id, email, op, batch, status, reason, recorded_at FROM ledger WHERE audience = $audience"
+        params: dict[str, str] = {"audience": audience}
+        if run_id is not None:
+            query += " AND run_id = $run_id"
+            params["run_id"] = run_id
+        with self.connect(read_only=True) as connection:
+            return connection.sql(query + " ORDER BY recorded_at", params=params).pl()
+
+    def start_run(self, audience: str, run_id: str, dry_run: bool = False) -> None:
+        with self.connect() as connection:
+            connection.execute(
+                """INSERT INTO runs (run_id, audience, started_at, status, dry_run) VALUES ($run_id, $audience, $now, 'started', $dry)
+                   ON CONFLICT (run_id, audience) DO UPDATE SET status = 'started', finished_at = NULL""",
+                {"run_id": run_id, "audience": audience, "now": _now(), "dry": dry_run},
+            )
+
+    def finish_run(self, audience: str, run_id: str, status: str, counts: dict[str, float]) -> None:
+        allowed = ("adds", "updates", "removals", "readds", "confirmed", "failed", "opted_out", "skipped", "requests", "seconds")
+        unknown = set(counts) - set(allowed)
+        if unknown:
+            raise ValueError(f"unknown run counts {sorted(unknown)}; known: {allowed}")
+        assignments = ", ".join(f"{name} = ${name}" for name in counts)
+        with self.connect() as connection:
+            connection.execute(
+                f"UPDATE runs SET status = $status, finished_at = $now{', ' + assignments if assignments else ''} "
+                "WHERE run_id = $run_id AND audience = $audience",
+                {"status": status, "now": _now(), "run_id": run_id, "audience": audience, **counts},
+            )
+
+    def runs(self, audience: str | None = None) -> pl.DataFrame:
+        query, params = "SELECT * FROM runs", {}
+        if audience is not None:
+            query, params = query + " WHERE audience = $audience", {"audience": audience}
+        with self.connect(read_only=True) as connection:
+            return connection.sql(query + " ORDER BY started_at", params=params).pl()
