@@ -259,13 +259,17 @@ class Store:
         )
 
     def set_membership(self, contact_id: int, list_id: int, status: int, by: str | None) -> Row:
-        """Set a contact's status on a list; `by` records who unsubscribed (None when subscribing)."""
+        """Set a contact's status on a list; `by` records who unsubscribed: "api", "contact", or None."""
         now = now_iso()
         with self.lock:
             self.conn.execute(
                 "INSERT INTO memberships (contact_id, list_id, status, unsubscribed_by, sdate, udate)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (contact_id, list_id) DO UPDATE SET"
-                " status = excluded.status, unsubscribed_by = excluded.unsubscribed_by, udate = excluded.udate",
+                " status = excluded.status, udate = excluded.udate,"
+                # An API unsubscribe of someone already unsubscribed keeps who did it first.
+                " unsubscribed_by = CASE WHEN memberships.status = 2 AND excluded.status = 2"
+                " AND excluded.unsubscribed_by = 'api' THEN memberships.unsubscribed_by"
+                " ELSE excluded.unsubscribed_by END",
                 (contact_id, list_id, status, by, now, now),
             )
             row = self.membership(contact_id, list_id)
@@ -290,3 +294,22 @@ class Store:
 
     def exclusions(self) -> list[str]:
         return [row[0] for row in self.all("SELECT email FROM exclusions ORDER BY email")]
+
+    # Custom field values ----------------------------------------------------------------------------
+
+    def set_field_value(self, contact_id: int, field_id: int, value: str) -> Row:
+        now = now_iso()
+        with self.lock:
+            self.conn.execute(
+                "INSERT INTO field_values (contact_id, field_id, value, cdate, udate) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value, udate = excluded.udate",
+                (contact_id, field_id, value, now, now),
+            )
+            row = self.one(
+                "SELECT * FROM field_values WHERE contact_id = ? AND field_id = ?", (contact_id, field_id)
+            )
+        assert row is not None
+        return row
+
+    def field_values_of(self, contact_id: int) -> list[Row]:
+        return self.all("SELECT * FROM field_values WHERE contact_id = ? ORDER BY id", (contact_id,))

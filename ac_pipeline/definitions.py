@@ -1,0 +1,40 @@
+"""The Dagster definitions: `dagster dev` (through workspace.yaml) and `dagster definitions validate`
+load `defs` from here."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from ac_pipeline.defs.audiences.assets import build_audience_assets
+from ac_pipeline.defs.audiences.partitions import audience_partitions
+from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
+from ac_pipeline.defs.io import PolarsParquetIOManager
+from ac_pipeline.settings import Paths, paths
+
+
+def build_definitions(where: Paths | None = None) -> dg.Definitions:
+    """Everything, with its locations read from the environment (or given, in tests)."""
+    where = where or paths()
+    partitions = audience_partitions(where.audiences)
+    members, changes = build_audience_assets(partitions)
+    sync_job = dg.define_asset_job(
+        "audience_sync",
+        selection=dg.AssetSelection.assets(members, changes),
+        partitions_def=partitions,
+        description="Compute every audience and what changed since the last confirmed sync.",
+    )
+    return dg.Definitions(
+        assets=[members, changes],
+        jobs=[sync_job],
+        resources={
+            # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
+            "customer_360": DuckDBResource(database=str(where.customer_360), connection_config={"access_mode": "READ_ONLY"}),
+            "audiences": AudienceCatalog(path=str(where.audiences)),
+            "sync_state": SyncStateResource(path=str(where.state)),
+            "parquet_io_manager": PolarsParquetIOManager(base_dir=str(where.assets)),
+        },
+    )
+
+
+defs = build_definitions()

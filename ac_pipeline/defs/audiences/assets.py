@@ -1,0 +1,127 @@
+"""Audience assets: who is in each audience, and what changed since the last confirmed sync.
+
+Built by a factory because the partitions (one per audience) come from audiences.yaml when the code
+location loads.
+"""
+
+
+import time
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from ac_pipeline.audiences import changes as audience_changes_lib
+from ac_pipeline.audiences.config import check_against_columns
+from ac_pipeline.audiences.members import compute_members
+from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
+from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
+from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
+from ac_pipeline.defs.metadata import markdown_preview
+
+AUDIENCE_GROUP = "audiences"
+
+
+class AudienceChangesConfig(dg.Config):
+    # Let this run remove more than the removal guard allows (after a person looked at the changes).
+    allow_removals: bool = False
+
+
+def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions,
+        io_manager_key="parquet_io_manager",
+        group_name=AUDIENCE_GROUP,
+        kinds={"duckdb", "polars"},
+        code_version="1",
+    )
+    def audience_members(
+        context: dg.AssetExecutionContext, customer_360: DuckDBResource, audiences: AudienceCatalog
+    ) -> dg.Output[pl.DataFrame]:
+        """The people in this audience right now, as ActiveCampaign contacts.
+
+        One row per customer 360 row the audience's condition selects, with its normalised email,
+        mapped fields and a status: `member` (one per email: these are who the list should hold),
+        `rejected` (an email ActiveCampaign would refuse, with the reason), `duplicate` (another row
+        has the same email and won), `excluded` (on a suppression list or in an excluded audience).
+        """
+        started = time.perf_counter()
+        catalog = audiences.load()
+        audience = catalog.get(context.partition_key)
+        with customer_360.get_connection() as connection:
+            check_against_columns(audience, connection, catalog.source.table)
+            rows = compute_members(connection, audience, catalog.by_key, catalog.source)
+        by_status = dict(rows.group_by("status").len().iter_rows())
+        reasons = (
+            rows.filter(pl.col("status") != "member").group_by("status", "reason").len()
+            .sort("len", descending=True).head(15)
+        )
+        members = rows.filter(pl.col("status") == "member")
+        preview_columns = [c for c in members.columns if c not in ("email_raw", "updated_at", "status", "reason")]
+        return dg.Output(
+            rows,
+            metadata={
+                "members": by_status.get("member", 0),
+                "rejected": by_status.get("rejected", 0),
+                "duplicates": by_status.get("duplicate", 0),
+                "excluded": by_status.get("excluded", 0),
+                "selected_rows": rows.height,
+                "seconds": round(time.perf_counter() - started, 3),
+                "not_members_by_reason": dg.MetadataValue.md(markdown_preview(reasons, rows=15)),
+                "preview": dg.MetadataValue.md(markdown_preview(members.select(preview_columns))),
+                "list": audience.list.name,
+            },
+        )
+
+    @dg.asset(
+        partitions_def=partitions,
+        io_manager_key="parquet_io_manager",
+        group_name=AUDIENCE_GROUP,
+        kinds={"polars"},
+        code_version="1",
+        check_specs=[removal_guard_spec],
+    )
+    def audience_changes(
+        context: dg.AssetExecutionContext,
+        config: AudienceChangesConfig,
+        audience_members: pl.DataFrame,
+        audiences: AudienceCatalog,
+        sync_state: SyncStateResource,
+    ):
+        """What must change in the ActiveCampaign list so that it holds exactly this audience.
+
+        The diff between the audience's members and the snapshot of the last sync ActiveCampaign
+        confirmed: `add` (new to the list), `readd` (back after the pipeline removed them), `update`
+        (a field sent to ActiveCampaign changed), `remove` (left the audience: unsubscribed from the
+        list). People who unsubscribed themselves are never added back; they are counted as skipped.
+        The removal guard is checked here and blocks the push when it fails.
+        """
+        started = time.perf_counter()
+        audience = audiences.load().get(context.partition_key)
+        members = audience_members.filter(pl.col("status") == "member").drop("status", "reason")
+        snapshot = sync_state.store().snapshot(context.partition_key)
+        diff = audience_changes_lib.diff(members, snapshot)
+        counts = audience_changes_lib.counts(diff)
+        synced = snapshot.filter(pl.col("status") == "member").height
+        preview = pl.concat(
+            [diff.filter(pl.col("op") == op).head(5) for op in audience_changes_lib.OPS], how="vertical"
+        ).select([c for c in diff.columns if c not in ("email_raw", "updated_at", "fields_hash")])
+        yield dg.Output(
+            diff,
+            metadata={
+                "adds": counts["add"],
+                "readds": counts["readd"],
+                "updates": counts["update"],
+                "removals": counts["remove"],
+                "changes": diff.height,
+                "members": members.height,
+                "synced_members": synced,
+                "skipped_opted_out": audience_changes_lib.skipped_opt_outs(members, snapshot),
+                "seconds": round(time.perf_counter() - started, 3),
+                "preview": dg.MetadataValue.md(markdown_preview(preview, rows=20)),
+            },
+        )
+        override = config.allow_removals or overridden(context.run.tags.get(OVERRIDE_TAG), audience.key)
+        yield removal_guard_result(audience, synced, counts["remove"], members.height, override)
+
+    return [audience_members, audience_changes]
