@@ -1,8 +1,12 @@
 """Client-side rate limiting: stay inside the account's budget instead of collecting 429s.
 
 ActiveCampaign counts requests in a sliding window with no burst allowance (5 in any second), so a token
-bucket with a capacity above 1 would burst into 429s. A sliding window of send times is the same rule the
-server applies, is exact, and is a few lines: that is why this is hand-written rather than a library.
+bucket with a capacity above 1 would burst into 429s. This limiter spaces requests evenly instead: at most one
+every 1/rate seconds, a bucket of capacity 1. That never puts more than `rate` requests in any window of one
+second, and keeps working when the server's window is shorter (the sandbox shrinks its windows by its speed:
+5 requests per 10 ms at speed 100) as long as the rates match. At full load it sends exactly as much as a sliding
+window would; it only gives up sending a handful of requests at once when idle, which a sync does not need.
+It is a few lines, so it is hand-written rather than a library (pyrate-limiter, aiolimiter).
 """
 
 from __future__ import annotations
@@ -10,12 +14,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-__all__ = ["BulkKind", "RateLimitTimeout", "RateLimiter", "RateLimits", "SlidingWindow"]
+__all__ = ["BulkKind", "RateLimitTimeout", "RateLimiter", "RateLimits", "Spacing"]
 
 BulkKind = Literal["multi", "single"]
 """Which bulk-import budget a request draws on: several contacts, or exactly one."""
@@ -25,49 +28,45 @@ BulkKind = Literal["multi", "single"]
 class RateLimits:
     """An account's limits, as documented by ActiveCampaign (the defaults) or as the sandbox is configured.
 
-    `safety_margin` widens every window by that fraction (0.05: a second becomes 1.05 s), so that requests
+    `safety_margin` stretches every interval by that fraction (0.05: 200 ms becomes 210 ms), so that requests
     which travel at different speeds never reach the server one too many in its window.
     """
 
     requests_per_second: float = 5.0
-    bulk_imports_per_minute: int = 100
-    single_contact_imports_per_minute: int = 20
+    bulk_imports_per_minute: float = 100
+    single_contact_imports_per_minute: float = 20
     safety_margin: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.requests_per_second <= 0:
-            raise ValueError(f"requests_per_second must be positive, got {self.requests_per_second}")
-        if self.bulk_imports_per_minute < 1 or self.single_contact_imports_per_minute < 1:
-            raise ValueError("bulk_imports_per_minute and single_contact_imports_per_minute must be at least 1")
+        for name in ("requests_per_second", "bulk_imports_per_minute", "single_contact_imports_per_minute"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.safety_margin < 1:
             raise ValueError(f"safety_margin is a fraction in [0, 1), got {self.safety_margin}")
 
-    def request_window(self) -> tuple[int, float]:
-        """(at most this many requests, in any window of this many seconds), before the safety margin."""
-        if self.requests_per_second >= 1:
-            # 2.5/s becomes 2 per second: never more than the server allows in any one-second window.
-            return math.floor(self.requests_per_second), 1.0
-        return 1, 1.0 / self.requests_per_second
+    def scaled(self, speed: float) -> RateLimits:
+        """The limits of a sandbox running `speed` times faster than real time."""
+        return replace(
+            self,
+            requests_per_second=self.requests_per_second * speed,
+            bulk_imports_per_minute=self.bulk_imports_per_minute * speed,
+            single_contact_imports_per_minute=self.single_contact_imports_per_minute * speed,
+        )
 
 
-class SlidingWindow:
-    """At most `limit` events in any `seconds`-long window. Not thread-safe: `RateLimiter` holds the lock."""
+class Spacing:
+    """At most one event every `interval` seconds. Not thread-safe: `RateLimiter` holds the lock."""
 
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._times: deque[float] = deque()
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = -math.inf
 
     def delay(self, now: float) -> float:
-        """Seconds until one more event fits (0 if it fits now)."""
-        while self._times and self._times[0] <= now - self.seconds:
-            self._times.popleft()
-        if len(self._times) < self.limit:
-            return 0.0
-        return self._times[0] + self.seconds - now
+        """Seconds until the next event is allowed (0 if it is allowed now)."""
+        return max(0.0, self._last + self.interval - now)
 
     def record(self, now: float) -> None:
-        self._times.append(now)
+        self._last = now
 
 
 class RateLimitTimeout(Exception):
@@ -82,8 +81,8 @@ class RateLimitTimeout(Exception):
 class RateLimiter:
     """One account's budget, shared by every request (and every thread) of one client.
 
-    `acquire` blocks until a request fits in all windows that apply to it; `pause` makes every request wait
-    after the server answered 429 (or bulk import said "Rate limit exceeded."), whatever the windows say.
+    `acquire` blocks until every budget that applies to a request allows it; `pause` holds requests back after
+    the server answered 429 (or bulk import said "Rate limit exceeded."), whatever our own count says.
     """
 
     def __init__(
@@ -97,12 +96,11 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        widen = 1.0 + limits.safety_margin
-        count, seconds = limits.request_window()
-        self._requests = SlidingWindow(count, seconds * widen)
-        self._bulk: dict[BulkKind, SlidingWindow] = {
-            "multi": SlidingWindow(limits.bulk_imports_per_minute, 60.0 * widen),
-            "single": SlidingWindow(limits.single_contact_imports_per_minute, 60.0 * widen),
+        stretch = 1.0 + limits.safety_margin
+        self._requests = Spacing(stretch / limits.requests_per_second)
+        self._bulk: dict[BulkKind, Spacing] = {
+            "multi": Spacing(stretch * 60.0 / limits.bulk_imports_per_minute),
+            "single": Spacing(stretch * 60.0 / limits.single_contact_imports_per_minute),
         }
         self._paused_until = 0.0
         self._bulk_paused_until = 0.0

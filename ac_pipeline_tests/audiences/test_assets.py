@@ -1,0 +1,108 @@
+"""The audience assets through real Dagster runs, on a real DuckDB customer 360 in a temporary folder."""
+
+from __future__ import annotations
+
+import duckdb
+import dagster as dg
+import polars as pl
+
+from ac_pipeline.definitions import build_definitions
+from ac_pipeline.state.store import SyncState
+
+
+def _run(defs: dg.Definitions, partition: str, tags: dict[str, str] | None = None, instance=None):
+    job = defs.resolve_job_def("audience_sync")
+    return job.execute_in_process(partition_key=partition, tags=tags, raise_on_error=False,
+                                  instance=instance or dg.DagsterInstance.ephemeral())
+
+
+def _metadata(result, asset: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey(asset):
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    raise AssertionError(f"{asset} was not materialized")
+
+
+def _guard(result):
+    return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+
+def _confirm_everything(home, partition: str) -> None:
+    """Stand in for a push that ActiveCampaign confirmed in full."""
+    changes = pl.read_parquet(home.assets / "audience_changes" / f"{partition}.parquet")
+    confirmed = changes.select(
+        "email", "fields_hash",
+        status=pl.when(pl.col("op") == "remove").then(pl.lit("removed")).otherwise(pl.lit("member")),
+    )
+    SyncState(home.state).commit_confirmed(partition, "test-run", confirmed)
+
+
+def test_every_definition_loads(home) -> None:
+    defs = build_definitions()
+    defs.resolve_all_job_defs()
+    keys = defs.resolve_job_def("audience_sync").partitions_def.get_partition_keys()
+    assert keys == ["vip_customers", "lapsed_buyers", "newsletter_canada", "welcome_series"]
+
+
+def test_partitions_follow_the_configuration(home) -> None:
+    text = (home.audiences).read_text()
+    home.audiences.write_text(text + """
+  - key: big_spenders
+    list: {name: Big spenders}
+    condition: lifetime_value > 1500
+    fields: {email: email}
+""")
+    keys = build_definitions().resolve_job_def("audience_sync").partitions_def.get_partition_keys()
+    assert keys[-1] == "big_spenders"
+
+
+def test_members_then_changes_then_an_incremental_diff(home) -> None:
+    defs = build_definitions()
+    first = _run(defs, "vip_customers")
+    assert first.success
+    members = _metadata(first, "audience_members")
+    changes = _metadata(first, "audience_changes")
+    assert members["members"] > 100
+    assert members["rejected"] > 0  # the sample data is dirty on purpose
+    assert changes["adds"] == members["members"]
+    assert changes["updates"] == changes["removals"] == 0
+    for name in ("members", "rejected", "duplicates", "excluded", "seconds"):
+        assert isinstance(members[name], (int, float))
+    assert [g.passed for g in _guard(first)] == [True]
+
+    _confirm_everything(home, "vip_customers")
+    with duckdb.connect(str(home.customer_360)) as connection:
+        # A tenth of the VIPs drop out, and one VIP's name changes.
+        connection.execute("""UPDATE customers SET loyalty_tier = 'bronze'
+                              WHERE loyalty_tier IN ('gold', 'platinum') AND customer_id % 10 = 0""")
+        connection.execute("""UPDATE customers SET first_name = 'Renamed'
+                              WHERE customer_id = (SELECT min(customer_id) FROM customers
+                                                   WHERE loyalty_tier = 'gold' AND email_consent AND customer_id % 10 = 1)""")
+    second = _run(defs, "vip_customers")
+    assert second.success
+    changes = _metadata(second, "audience_changes")
+    assert changes["adds"] == 0
+    assert changes["updates"] >= 1
+    assert 0 < changes["removals"] < members["members"] * 0.2
+    assert [g.passed for g in _guard(second)] == [True]
+
+
+def test_the_guard_blocks_a_mass_removal_until_a_person_overrides_it(home) -> None:
+    defs = build_definitions()
+    assert _run(defs, "welcome_series").success
+    _confirm_everything(home, "welcome_series")
+    with duckdb.connect(str(home.customer_360)) as connection:
+        connection.execute("UPDATE customers SET email_consent = NULL")  # a broken upstream load
+
+    blocked = _run(defs, "welcome_series")
+    assert not blocked.success
+    [verdict] = _guard(blocked)
+    assert not verdict.passed
+    assert "held back, nothing was sent" in verdict.description
+    assert "ac_pipeline/allow_removals" in verdict.description
+    assert SyncState(home.state).snapshot_counts("welcome_series")["removed"] == 0
+
+    allowed = _run(defs, "welcome_series", tags={"ac_pipeline/allow_removals": "welcome_series"})
+    assert allowed.success
+    [verdict] = _guard(allowed)
+    assert verdict.passed and "Overridden" in verdict.description
