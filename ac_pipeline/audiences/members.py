@@ -29,8 +29,12 @@ from ac_pipeline.audiences.config import Audience, AudienceConfigError, Source
 
 # Characters people paste around addresses that str.strip() alone would miss.
 _PADDING = " \t\r\n\u00a0\u2007\u202f\u200b\u200c\u200d\ufeff"
-_LOCAL_PART = r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$"
-_DOMAIN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])$"
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL = rf"{_ATOM}(\.{_ATOM})*"
+_DOMAIN = r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])"
+_LOCAL_PART, _DOMAIN_PART = f"^{_LOCAL}$", f"^{_DOMAIN}$"
+# One pass over every address; the detailed reasons below are worked out only for the few that fail.
+_VALID_EMAIL = f"^{_LOCAL}@{_DOMAIN}$"
 
 STANDARD_FIELDS = ("first_name", "last_name", "phone")
 
@@ -40,20 +44,36 @@ def field_column(title: str) -> str:
     return f"field:{title}"
 
 
+def _text(expression: str) -> str:
+    return f"CAST(({expression}) AS VARCHAR)"
+
+
 def select_sql(audience: Audience, source: Source) -> str:
-    """The DuckDB query for one audience: its rows and every mapped value, as text."""
+    """The DuckDB query for one audience: its rows, every mapped value as text, and `fields_hash`.
+
+    `fields_hash` fingerprints what is sent to ActiveCampaign: md5 over the mapped values joined by a
+    unit separator, NULL written as a NUL byte so that NULL and '' differ, and the audience's tags
+    folded in so that changing them updates every contact. DuckDB computes it inside the scan, on
+    every core, and md5 is the same in every version (Polars' own hash is not promised stable).
+    """
+    mapped = audience.fields.expressions()
+    values = {name: mapped.get(name) for name in STANDARD_FIELDS}
+    values |= {field_column(title): expression for title, expression in audience.fields.custom.items()}
     columns = [
         f"{source.id_column} AS customer_id",
         f"{source.updated_column} AS updated_at",
-        f"CAST(({audience.fields.email}) AS VARCHAR) AS email_raw",
+        f"{_text(audience.fields.email)} AS email_raw",
     ]
-    mapped = audience.fields.expressions()
-    for name in STANDARD_FIELDS:
-        expression = mapped.get(name)
-        columns.append(f"CAST(({expression}) AS VARCHAR) AS {name}" if expression else f"NULL::VARCHAR AS {name}")
-    for title, expression in audience.fields.custom.items():
-        columns.append(f'CAST(({expression}) AS VARCHAR) AS "{field_column(title)}"')
+    columns += [f'{_text(expr) if expr else "NULL::VARCHAR"} AS "{name}"' for name, expr in values.items()]
+    hashed = [f"coalesce({_text(expr)}, chr(0))" if expr else "chr(0)" for expr in values.values()]
+    tags = json.dumps(sorted(audience.tags)).replace("'", "''")
+    columns.append(f"md5(concat_ws(chr(31), {', '.join(hashed)}, '{tags}')) AS fields_hash")
     return f"SELECT {', '.join(columns)} FROM {source.table} WHERE ({audience.condition})"
+
+
+def emails_sql(audience: Audience, source: Source) -> str:
+    """Only the emails of an audience's rows (for excluding it from another audience)."""
+    return f"SELECT {_text(audience.fields.email)} AS email_raw FROM {source.table} WHERE ({audience.condition})"
 
 
 def normalise_email(column: pl.Expr) -> pl.Expr:
@@ -71,55 +91,38 @@ def email_rejection(email: pl.Expr) -> pl.Expr:
         .when(email.str.count_matches("@") != 1).then(pl.lit("email must contain exactly one '@'"))
         .when(~email.str.contains(r"^[\x00-\x7f]*$")).then(pl.lit("email has non-ASCII characters"))
         .when(~local.str.contains(_LOCAL_PART) | (local.str.len_chars() > 64)).then(pl.lit("invalid local part (before '@')"))
-        .when(~domain.str.contains(_DOMAIN)).then(pl.lit("invalid domain (after '@')"))
+        .when(~domain.str.contains(_DOMAIN_PART)).then(pl.lit("invalid domain (after '@')"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
 
 
-def fields_hash(frame: pl.DataFrame, audience: Audience) -> pl.Series:
-    """A stable fingerprint of what is sent for each contact: mapped fields and the audience's tags.
-
-    md5 over a unit-separator-joined string (computed by DuckDB, vectorised and the same in every
-    version, unlike Polars' internal hash). Tags are folded in so that changing an audience's tags
-    updates its contacts.
-    """
-    value_columns = [*STANDARD_FIELDS, *(field_column(t) for t in audience.fields.custom)]
-    tags = json.dumps(sorted(audience.tags))
-    # NULL and '' must differ, so NULL becomes a byte that cannot appear in text fields from the table.
-    parts = ", ".join(f"coalesce(\"{c}\", chr(0))" for c in value_columns)
-    with duckdb.connect() as connection:
-        connection.register("frame", frame.select(value_columns))
-        hashed = connection.sql(f"SELECT md5(concat_ws(chr(31), {parts}, $tags)) AS fields_hash FROM frame",
-                                params={"tags": tags}).pl()
-    return hashed.get_column("fields_hash")
+def email_is_valid(email: pl.Expr) -> pl.Expr:
+    """The fast test: true exactly when `email_rejection` gives no reason."""
+    return (
+        email.str.contains(_VALID_EMAIL).fill_null(False)
+        & (email.str.len_bytes() <= 254)
+        & (email.str.find("@") <= 64)
+    )
 
 
 def _deduplicate(valid: pl.DataFrame) -> pl.DataFrame:
     """Mark all but one row per email as duplicates (newest update wins, then lowest customer id)."""
-    shared = valid.filter(pl.col("email").is_duplicated())
-    if shared.is_empty():
+    shared_mask = valid.get_column("email").is_duplicated()
+    if not shared_mask.any():
         return valid
-    winners = (
-        shared.sort(["updated_at", "customer_id"], descending=[True, False], nulls_last=True)
-        .unique(subset="email", keep="first", maintain_order=True)
-        .select("email", pl.col("customer_id").alias("kept_customer_id"))
-    )
-    return (
-        valid.join(winners, on="email", how="left")
+    # Only the few rows that share an address need sorting.
+    shared = (
+        valid.filter(shared_mask)
+        .sort(["email", "updated_at", "customer_id"], descending=[False, True, False], nulls_last=True)
+        .with_columns(kept=pl.col("customer_id").first().over("email"))
         .with_columns(
-            pl.when(pl.col("kept_customer_id").is_not_null() & (pl.col("customer_id") != pl.col("kept_customer_id")))
-            .then(pl.lit("duplicate"))
-            .otherwise(pl.col("status"))
-            .alias("status"),
+            status=pl.when(pl.col("customer_id") == pl.col("kept")).then(pl.lit("member")).otherwise(pl.lit("duplicate")),
+            reason=pl.when(pl.col("customer_id") == pl.col("kept")).then(pl.lit(None, dtype=pl.String))
+            .otherwise(pl.format("same email as customer {}, which was updated more recently", pl.col("kept"))),
         )
-        .with_columns(
-            pl.when(pl.col("status") == "duplicate")
-            .then(pl.format("same email as customer {}, which was updated more recently", pl.col("kept_customer_id")))
-            .otherwise(pl.col("reason"))
-            .alias("reason")
-        )
-        .drop("kept_customer_id")
+        .drop("kept")
     )
+    return pl.concat([valid.filter(~shared_mask), shared], how="vertical")
 
 
 def read_rows(connection: duckdb.DuckDBPyConnection, audience: Audience, source: Source) -> pl.DataFrame:
@@ -134,20 +137,28 @@ def read_rows(connection: duckdb.DuckDBPyConnection, audience: Audience, source:
 
 def classify(rows: pl.DataFrame) -> pl.DataFrame:
     """Normalise and validate emails and de-duplicate: adds `email`, `status` and `reason`."""
-    rows = rows.with_columns(normalise_email(pl.col("email_raw")).alias("email"))
-    rows = rows.with_columns(email_rejection(pl.col("email")).alias("reason"))
-    rows = rows.with_columns(
-        pl.when(pl.col("reason").is_null()).then(pl.lit("member")).otherwise(pl.lit("rejected")).alias("status")
+    rows = rows.with_columns(email=normalise_email(pl.col("email_raw")))
+    valid_mask = rows.select(email_is_valid(pl.col("email"))).to_series()
+    valid = rows.filter(valid_mask).with_columns(status=pl.lit("member"), reason=pl.lit(None, dtype=pl.String))
+    rejected = rows.filter(~valid_mask).with_columns(
+        status=pl.lit("rejected"),
+        # Both tests agree by construction; the fallback keeps a row from ever losing its reason.
+        reason=email_rejection(pl.col("email")).fill_null(pl.lit("invalid email")),
     )
-    valid, rejected = rows.filter(pl.col("status") == "member"), rows.filter(pl.col("status") == "rejected")
     return pl.concat([_deduplicate(valid), rejected], how="vertical")
 
 
 def member_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience],
                   source: Source) -> pl.Series:
-    """The emails an audience holds (used to exclude one audience from another)."""
-    members = compute_members(connection, audience, by_key, source)
-    return members.filter(pl.col("status") == "member").get_column("email")
+    """The emails an audience holds (to exclude it from another audience).
+
+    Reads only the email column: which row wins a duplicate does not change the set of addresses.
+    """
+    emails = connection.sql(emails_sql(audience, source)).pl().select(email=normalise_email(pl.col("email_raw")))
+    emails = emails.filter(email_is_valid(pl.col("email"))).unique()
+    for excluded in excluded_emails(connection, audience, by_key, source).values():
+        emails = emails.filter(~pl.col("email").is_in(excluded.implode()))
+    return emails.get_column("email")
 
 
 def excluded_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience],
@@ -169,16 +180,12 @@ def excluded_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, b
 def compute_members(connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience],
                     source: Source) -> pl.DataFrame:
     """Every selected row of the audience with its email, status (member/rejected/duplicate/excluded),
-    reason, mapped fields and `fields_hash` (members only)."""
+    reason, mapped fields and `fields_hash`."""
     rows = classify(read_rows(connection, audience, source))
     for reason, emails in excluded_emails(connection, audience, by_key, source).items():
-        hit = (pl.col("status") == "member") & pl.col("email").is_in(emails.drop_nulls().implode())
+        hit = (pl.col("status") == "member") & pl.col("email").is_in(emails.implode())
         rows = rows.with_columns(
             pl.when(hit).then(pl.lit("excluded")).otherwise(pl.col("status")).alias("status"),
             pl.when(hit).then(pl.lit(f"excluded: {reason}")).otherwise(pl.col("reason")).alias("reason"),
         )
-    members = rows.filter(pl.col("status") == "member")
-    others = rows.filter(pl.col("status") != "member")
-    members = members.with_columns(fields_hash(members, audience))
-    others = others.with_columns(pl.lit(None, dtype=pl.String).alias("fields_hash"))
-    return pl.concat([members, others], how="vertical")
+    return rows

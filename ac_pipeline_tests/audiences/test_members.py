@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from ac_pipeline.audiences.config import parse_audiences
-from ac_pipeline.audiences.members import compute_members, email_rejection, normalise_email
+from ac_pipeline.audiences.members import compute_members, email_is_valid, email_rejection, normalise_email
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,8 @@ def test_emails_are_normalised_and_validated(raw: str | None, email: str | None,
         email_rejection(pl.col("email")).alias("reason")
     )
     assert result.row(0) == (email, reason)
+    # The fast test used on every row agrees with the detailed one used on failures.
+    assert result.select(email_is_valid(pl.col("email"))).item() is (reason is None)
 
 
 AUDIENCE = """
