@@ -25,13 +25,10 @@ import httpx
 
 from ac_pipeline.activecampaign.errors import (
     ActiveCampaignError,
-    AuthError,
-    BulkImportFailure,
-    BulkImportRejected,
-    FieldError,
     NotFoundError,
     RetriesExhausted,
-    ValidationError,
+    api_message,
+    error_from_answer,
 )
 from ac_pipeline.activecampaign.ratelimit import BulkKind, RateLimiter, RateLimits, RateLimitTimeout
 
@@ -82,10 +79,10 @@ class ImportInfo:
     `success` holds the ids of contacts the batch created; `failure` the (lower-cased) emails it refused.
     """
 
-    batch_id: str
     status: str | None
     success: list[str]
     failure: list[str]
+    batch_id: str = ""
 
     @property
     def done(self) -> bool:
@@ -179,9 +176,10 @@ class ActiveCampaignClient:
         `path` is relative to /api/3 ("lists", "/api/3/lists" and "contacts/12" all work).
         Raises AuthError, NotFoundError, ValidationError, ActiveCampaignError or RetriesExhausted.
         """
+        method, path = method.upper(), _api_path(path)
         body = None if json is None else _encode_json(json)
-        response = self._send(method.upper(), _api_path(path), params=params, body=body)
-        return self._parse_body(response, method.upper(), _api_path(path))
+        response = self._send(method, path, params=params, body=body)
+        return self._parse_body(response, method, path)
 
     def _send(
         self,
@@ -208,20 +206,18 @@ class ActiveCampaignClient:
             self._wait_for_budget(method, path, bulk, deadline)
             self._count_request(endpoint)
             server_delay = 0.0
-            try:
-                response = self._http.request(method, path, params=params, content=body, headers=headers)
-            except _RETRYABLE_TRANSPORT_ERRORS as exc:
-                with self._stats_lock:
-                    self._stats.transport_errors += 1
-                last_error = self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            outcome = self._attempt(method, path, params=params, body=body, headers=headers)
+            if isinstance(outcome, str):
+                last_error = outcome
             else:
+                response = outcome
                 self._count_response(response.status_code)
                 retry_after = _retry_after(response)
                 if response.status_code == 429:
                     # The server's window is full: hold back every request, then re-send without using a retry.
                     self._back_off_for_rate_limit(1.0 if retry_after is None else retry_after, bulk_only=False)
                     continue
-                if bulk is not None and _is_bulk_rate_limit(response):
+                if bulk is not None and _is_bulk_rate_limit(response.status_code, self._error_body(response)):
                     bulk_throttled += 1
                     pause = self._bulk_pause(bulk, bulk_throttled) if retry_after is None else retry_after
                     self._back_off_for_rate_limit(pause, bulk_only=True)
@@ -229,7 +225,13 @@ class ActiveCampaignClient:
                 if response.is_success:
                     return response
                 if response.status_code < 500:
-                    raise self._error_for(response, method, path)
+                    raise error_from_answer(
+                        response.status_code,
+                        self._error_body(response),
+                        method,
+                        path,
+                        location=response.headers.get("location"),
+                    )
                 last_error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
                 server_delay = retry_after or 0.0
             if retries >= max_retries:
@@ -238,6 +240,26 @@ class ActiveCampaignClient:
             with self._stats_lock:
                 self._stats.retries += 1
             self._sleep(max(server_delay, self._backoff(retries)))
+
+    def _attempt(
+        self, method: str, path: str, *, params: dict[str, Any] | None, body: bytes | None, headers: dict | None
+    ) -> httpx.Response | str:
+        """Send once: the response, or what went wrong with the connection if that usually passes."""
+        try:
+            return self._http.request(method, path, params=params, content=body, headers=headers)
+        except _RETRYABLE_TRANSPORT_ERRORS as exc:
+            with self._stats_lock:
+                self._stats.transport_errors += 1
+            return self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        except httpx.HTTPError as exc:
+            failure = self._redact(f"{type(exc).__name__}: {exc}")
+        # Not worth retrying (e.g. an unsupported URL scheme). Raised outside the `except` so that the httpx
+        # exception, which holds the request and so the Api-Token header, is not kept as its context.
+        raise ActiveCampaignError(
+            f"{method} {path} could not be sent ({failure}). Check ACTIVECAMPAIGN_API_URL ({self.api_url}).",
+            method=method,
+            path=path,
+        )
 
     def _wait_for_budget(self, method: str, path: str, bulk: BulkKind | None, deadline: float) -> None:
         try:
@@ -281,71 +303,12 @@ class ActiveCampaignClient:
         if last_error.startswith("ConnectError"):
             hint = f"Check that ACTIVECAMPAIGN_API_URL ({self.api_url}) is right and reachable."
         return RetriesExhausted(
-            f"{method} {path} failed after {retries + 1} attempts ({retries} retries); last error: {last_error}. {hint}",
+            f"{method} {path} failed after {retries + 1} attempts ({retries} retries);"
+            f" last error: {last_error}. {hint}",
             method=method,
             path=path,
             attempts=retries + 1,
             last_error=last_error,
-        )
-
-    def _error_for(self, response: httpx.Response, method: str, path: str) -> ActiveCampaignError:
-        """The exception for a final (non-retryable) error answer."""
-        status = response.status_code
-        body = _json_or_empty(response)
-        api_message = self._redact(_api_message(body))
-        said = f": {api_message}" if api_message else ""
-        if status in (401, 403):
-            resource = path.split("/", 1)[0].split("?", 1)[0]
-            return AuthError(
-                f"ActiveCampaign refused {method} {path} (HTTP {status}{said}). Check ACTIVECAMPAIGN_API_KEY and"
-                f" that the key's user has permission for {resource}.",
-                method=method,
-                path=path,
-                status_code=status,
-            )
-        if status == 404:
-            return NotFoundError(
-                f"ActiveCampaign found nothing for {method} {path} (HTTP 404{said}).",
-                method=method,
-                path=path,
-                status_code=status,
-            )
-        if status == 422:
-            errors = _field_errors(body)
-            parts = [self._redact(_describe_field_error(error, method, path)) for error in errors]
-            return ValidationError(
-                "; ".join(parts) or f"ActiveCampaign rejected {method} {path} (HTTP 422)",
-                errors=errors,
-                method=method,
-                path=path,
-            )
-        if status == 400 and path == "import/bulk_import" and isinstance(body.get("failureReasons"), list):
-            failures = _bulk_failures(body["failureReasons"])
-            shown = "; ".join(
-                f"#{failure.index}: {self._redact(failure.reason)}" for failure in failures[:5]
-            )
-            more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-            return BulkImportRejected(
-                f"Bulk import rejected the whole batch, nothing was queued{said}. {len(failures)} contact(s) failed"
-                f" validation: {shown}{more}. Fix or leave out those contacts and send the rest again.",
-                failures=failures,
-                method=method,
-                path=path,
-            )
-        if response.is_redirect:
-            return ActiveCampaignError(
-                f"{method} {path} was redirected (HTTP {status}) to {response.headers.get('location', '?')}."
-                " Set ACTIVECAMPAIGN_API_URL to the account's API URL exactly as Settings -> Developer shows it.",
-                method=method,
-                path=path,
-                status_code=status,
-            )
-        return ActiveCampaignError(
-            f"ActiveCampaign rejected {method} {path} (HTTP {status}{said}). The request is not retried: the"
-            " values sent need fixing.",
-            method=method,
-            path=path,
-            status_code=status,
         )
 
     def _parse_body(self, response: httpx.Response, method: str, path: str) -> dict[str, Any]:
@@ -366,6 +329,14 @@ class ActiveCampaignClient:
                 status_code=response.status_code,
             )
         return body
+
+    def _error_body(self, response: httpx.Response) -> dict[str, Any]:
+        """An error answer's JSON object ({} if none), with the key blanked out should the server echo it."""
+        try:
+            body = jsonlib.loads(self._redact(response.text))
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
 
     def _redact(self, text: str) -> str:
         key = self._http.headers.get("Api-Token", "")
@@ -578,7 +549,7 @@ class ActiveCampaignClient:
         batch_id = answer.get("batchId")
         if not batch_id:
             raise ActiveCampaignError(
-                f"bulk import answered without a batchId: {self._redact(_api_message(answer))!r}",
+                f"bulk import answered without a batchId: {self._redact(api_message(answer))!r}",
                 method="POST",
                 path="import/bulk_import",
                 status_code=response.status_code,
@@ -586,13 +557,14 @@ class ActiveCampaignClient:
         return str(batch_id)
 
     def import_info(self, batch_id: str) -> ImportInfo:
+        """Where a bulk-import batch stands; poll until `done` or `failed` (or use `wait_for_import`)."""
         body = self.request("GET", "import/info", params={"batchId": batch_id})
         status = body.get("status")
         return ImportInfo(
-            batch_id=batch_id,
             status=str(status) if status else None,
             success=[str(contact_id) for contact_id in body.get("success") or []],
             failure=[str(email).lower() for email in body.get("failure") or []],
+            batch_id=batch_id,
         )
 
     def wait_for_import(self, batch_id: str, *, poll_interval: float = 1.0, timeout: float = 600.0) -> ImportInfo:
@@ -628,13 +600,13 @@ def _normalise_api_url(api_url: str) -> str:
 
 
 def _api_path(path: str) -> str:
-    """"lists", "/lists" and "/api/3/lists" all become "lists"."""
+    """ "lists", "/lists" and "/api/3/lists" all become "lists"."""
     path = path.strip().lstrip("/")
     return path[len("api/3/") :] if path.startswith("api/3/") else path
 
 
 def _path_template(path: str) -> str:
-    """"contacts/12/contactLists" -> "contacts/{id}/contactLists", so that stats group by endpoint."""
+    """ "contacts/12/contactLists" -> "contacts/{id}/contactLists", so that stats group by endpoint."""
     return re.sub(r"(?<=/)\d+(?=/|$)", "{id}", path.split("?", 1)[0])
 
 
@@ -643,71 +615,9 @@ def _encode_json(value: Any) -> bytes:
     return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _api_message(body: dict[str, Any]) -> str:
-    """The human part of an error body: `message`, or the titles and details in `errors`."""
-    if isinstance(body.get("message"), str) and body["message"]:
-        return body["message"]
-    errors = body.get("errors")
-    if isinstance(errors, list):
-        texts = [" ".join(filter(None, (str(e.get("title") or ""), str(e.get("detail") or "")))) for e in errors
-                 if isinstance(e, dict)]
-        return "; ".join(filter(None, texts))
-    return ""
-
-
-def _field_errors(body: dict[str, Any]) -> list[FieldError]:
-    errors = body.get("errors")
-    if not isinstance(errors, list):
-        return []
-    result = []
-    for error in errors:
-        if not isinstance(error, dict):
-            continue
-        pointer = (error.get("source") or {}).get("pointer") if isinstance(error.get("source"), dict) else None
-        result.append(
-            FieldError(
-                title=str(error.get("title") or ""),
-                detail=str(error.get("detail") or ""),
-                code=str(error["code"]) if error.get("code") is not None else None,
-                field=str(pointer).rstrip("/").rsplit("/", 1)[-1] if pointer else None,
-            )
-        )
-    return result
-
-
-def _describe_field_error(error: FieldError, method: str, path: str) -> str:
-    """ "ActiveCampaign rejected email: Email address already exists in the system (code duplicate)"."""
-    what = error.field or f"{method} {path}"
-    text = error.title or "invalid value"
-    if error.detail:
-        text += f" ({error.detail})"
-    return f"ActiveCampaign rejected {what}: {text}" + (f" (code {error.code})" if error.code else "")
-
-
-def _bulk_failures(reasons: list[Any]) -> list[BulkImportFailure]:
-    failures = []
-    for reason in reasons:
-        if isinstance(reason, dict):
-            failures.append(
-                BulkImportFailure(index=_to_int(reason.get("contact")), reason=str(reason.get("failureReason", "")))
-            )
-        else:
-            failures.append(BulkImportFailure(index=None, reason=str(reason)))
-    return failures
-
-
-def _is_bulk_rate_limit(response: httpx.Response) -> bool:
-    if response.status_code != 400:
-        return False
-    return "rate limit" in str(_json_or_empty(response).get("message", "")).lower()
+def _is_bulk_rate_limit(status: int, body: dict[str, Any]) -> bool:
+    """Bulk import's throttling answer: 400 {"message": "Rate limit exceeded.", ...}."""
+    return status == 400 and "rate limit" in str(body.get("message", "")).lower()
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -56,8 +56,13 @@ def scripted(*answers: httpx.Response | Exception) -> tuple[Handler, list[httpx.
 def make_client(handler: Handler, clock: FakeClock, **kwargs) -> ActiveCampaignClient:
     kwargs.setdefault("limits", RateLimits(requests_per_second=1000))
     return ActiveCampaignClient(
-        "https://acme.api-us1.com/", KEY, seed=1, clock=clock, sleep=clock.sleep,
-        transport=httpx.MockTransport(handler), **kwargs,
+        "https://acme.api-us1.com/",
+        KEY,
+        seed=1,
+        clock=clock,
+        sleep=clock.sleep,
+        transport=httpx.MockTransport(handler),
+        **kwargs,
     )
 
 
@@ -129,7 +134,7 @@ def test_5xx_and_dropped_connections_are_retried_with_jittered_backoff() -> None
     assert stats.retries == 4 and stats.transport_errors == 2 and stats.rate_limited == 0
     caps = [0.5, 1.0, 2.0, 3.0]
     assert len(clock.sleeps) == 4
-    assert all(0 <= slept <= cap for slept, cap in zip(clock.sleeps, caps))
+    assert all(0 <= slept <= cap for slept, cap in zip(clock.sleeps, caps, strict=True))
 
 
 def test_seeded_backoff_is_reproducible() -> None:
@@ -161,12 +166,24 @@ def test_connect_error_points_at_the_url() -> None:
             client.request("GET", "lists")
 
 
+def test_other_httpx_errors_are_wrapped_without_the_request() -> None:
+    handler, seen = scripted(httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'."))
+    with make_client(handler, FakeClock()) as client, pytest.raises(ActiveCampaignError) as caught:
+        client.request("GET", "lists")
+    assert len(seen) == 1
+    assert "UnsupportedProtocol" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
 @pytest.mark.parametrize(
     ("response", "error", "text"),
     [
         (httpx.Response(403, json={"message": "No Result found"}), AuthError, "ACTIVECAMPAIGN_API_KEY"),
-        (httpx.Response(404, json={"message": "No Result found for List with id 9"}), NotFoundError,
-         "No Result found for List with id 9"),
+        (
+            httpx.Response(404, json={"message": "No Result found for List with id 9"}),
+            NotFoundError,
+            "No Result found for List with id 9",
+        ),
         (httpx.Response(400, json={}), ActiveCampaignError, "HTTP 400"),
     ],
 )
@@ -179,8 +196,16 @@ def test_permanent_errors_are_not_retried(response: httpx.Response, error: type,
 
 
 def test_422_carries_code_title_and_field() -> None:
-    body = {"errors": [{"title": "Email address already exists in the system", "detail": "", "code": "duplicate",
-                        "source": {"pointer": "/data/attributes/email"}}]}
+    body = {
+        "errors": [
+            {
+                "title": "Email address already exists in the system",
+                "detail": "",
+                "code": "duplicate",
+                "source": {"pointer": "/data/attributes/email"},
+            }
+        ]
+    }
     handler, _ = scripted(httpx.Response(422, json=body))
     with make_client(handler, FakeClock()) as client:
         with pytest.raises(ValidationError) as caught:
@@ -192,8 +217,14 @@ def test_422_carries_code_title_and_field() -> None:
 
 
 def test_bulk_import_rate_limit_400_waits_and_resends_without_a_retry() -> None:
-    limited = httpx.Response(400, json={"success": 0, "message": "Rate limit exceeded.",
-                                        "failureReasons": ["Up to 100 imports may be requested per minute."]})
+    limited = httpx.Response(
+        400,
+        json={
+            "success": 0,
+            "message": "Rate limit exceeded.",
+            "failureReasons": ["Up to 100 imports may be requested per minute."],
+        },
+    )
     handler, seen = scripted(limited, limited, ok({"Success": 1, "queued_contacts": 2, "batchId": "b-1"}))
     clock = FakeClock()
     limits = RateLimits(requests_per_second=1000, bulk_imports_per_minute=100)
@@ -202,12 +233,16 @@ def test_bulk_import_rate_limit_400_waits_and_resends_without_a_retry() -> None:
         stats = client.stats
     assert len(seen) == 3
     assert (stats.retries, stats.rate_limited) == (0, 2)
-    assert clock.sleeps == [pytest.approx(0.6), pytest.approx(1.2)]  # one slot of 100/min, then doubled
+    # The first wait is our own spacing (0.6 s + 5%), which covers the pause of one slot; then the pause doubles.
+    assert clock.sleeps == [pytest.approx(0.63), pytest.approx(1.2)]
 
 
 def test_bulk_import_validation_rejection_maps_failures_to_indexes() -> None:
-    body = {"success": 0, "message": "JSON payload did not pass validation.",
-            "failureReasons": [{"contact": 1, "failureReason": "Field' email' incorrect format"}]}
+    body = {
+        "success": 0,
+        "message": "JSON payload did not pass validation.",
+        "failureReasons": [{"contact": 1, "failureReason": "Field' email' incorrect format"}],
+    }
     handler, seen = scripted(httpx.Response(400, json=body))
     with make_client(handler, FakeClock()) as client:
         with pytest.raises(BulkImportRejected) as caught:
@@ -249,9 +284,15 @@ def test_key_never_leaves_the_header() -> None:
     with make_client(handler, FakeClock(), max_retries=0) as client:
         with pytest.raises(AuthError) as caught:
             client.request("GET", "lists")
-        texts = [repr(client), str(client.stats), repr(client.limits), str(caught.value), repr(caught.value),
-                 repr(vars(caught.value))]
-    assert caught.value.__cause__ is None
+        texts = [
+            repr(client),
+            str(client.stats),
+            repr(client.limits),
+            str(caught.value),
+            repr(caught.value),
+            repr(vars(caught.value)),
+        ]
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
     for text in texts:
         assert KEY not in text
 

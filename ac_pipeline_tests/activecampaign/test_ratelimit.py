@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ac_pipeline.activecampaign.ratelimit import RateLimiter, RateLimits, RateLimitTimeout, SlidingWindow
+from ac_pipeline.activecampaign.ratelimit import RateLimiter, RateLimits, RateLimitTimeout
 
 
 class FakeClock:
@@ -23,70 +23,61 @@ class FakeClock:
         self.now += seconds
 
 
-def test_sliding_window_allows_limit_then_waits_for_oldest() -> None:
-    window = SlidingWindow(limit=2, seconds=1.0)
-    assert window.delay(0.0) == 0
-    window.record(0.0)
-    window.record(0.3)
-    assert window.delay(0.5) == pytest.approx(0.5)
-    assert window.delay(1.0) == 0  # the event at 0.0 has left the window
-
-
-def test_requests_never_exceed_limit_in_any_window() -> None:
+def fake_limiter(**limits) -> tuple[RateLimiter, FakeClock]:
     clock = FakeClock()
-    limiter = RateLimiter(RateLimits(requests_per_second=5, safety_margin=0.0), clock=clock, sleep=clock.sleep)
+    return RateLimiter(RateLimits(**limits), clock=clock, sleep=clock.sleep), clock
+
+
+def test_requests_never_exceed_the_rate_in_any_second() -> None:
+    limiter, clock = fake_limiter(requests_per_second=5, safety_margin=0.0)
     times = []
     for _ in range(23):
         limiter.acquire()
         times.append(clock.now)
     for start in times:
-        assert sum(1 for t in times if start <= t < start + 1.0) <= 5
-    assert times[-1] == pytest.approx(4.0)  # 23 requests at 5/s: the last goes out after 4 full windows
+        assert sum(1 for t in times if start <= t < start + 1.0 - 1e-9) <= 5
+    assert times[-1] == pytest.approx(22 * 0.2)  # evenly spaced: no burst
 
 
-def test_safety_margin_widens_the_window() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(RateLimits(requests_per_second=5, safety_margin=0.1), clock=clock, sleep=clock.sleep)
+def test_safety_margin_stretches_the_interval() -> None:
+    limiter, clock = fake_limiter(requests_per_second=5, safety_margin=0.1)
     for _ in range(6):
         limiter.acquire()
-    assert clock.now == pytest.approx(1.1)
+    assert clock.now == pytest.approx(5 * 0.22)
 
 
-def test_fractional_rates() -> None:
-    assert RateLimits(requests_per_second=2.5).request_window() == (2, 1.0)
-    assert RateLimits(requests_per_second=0.5).request_window() == (1, 2.0)
+def test_scaled_limits_match_a_faster_sandbox() -> None:
+    scaled = RateLimits().scaled(100)
+    assert (scaled.requests_per_second, scaled.bulk_imports_per_minute) == (500, 10_000)
+    assert scaled.single_contact_imports_per_minute == 2_000
 
 
-def test_bulk_windows_are_separate_and_also_count_as_requests() -> None:
-    clock = FakeClock()
-    limits = RateLimits(requests_per_second=100, bulk_imports_per_minute=3, single_contact_imports_per_minute=1,
-                        safety_margin=0.0)
-    limiter = RateLimiter(limits, clock=clock, sleep=clock.sleep)
-    for _ in range(3):
-        limiter.acquire("multi")
-    limiter.acquire("single")
-    assert clock.now == 0.0
-    limiter.acquire()  # a plain request is not held back by the bulk budget
-    assert clock.now == 0.0
+def test_bulk_budgets_are_separate_and_also_count_as_requests() -> None:
+    limiter, clock = fake_limiter(
+        requests_per_second=100, bulk_imports_per_minute=60, single_contact_imports_per_minute=20, safety_margin=0.0
+    )
     limiter.acquire("multi")
-    assert clock.now == pytest.approx(60.0)
     limiter.acquire("single")
-    assert clock.now == pytest.approx(60.0)
+    assert clock.now == pytest.approx(0.01)  # only the request spacing applies so far
+    limiter.acquire()  # a plain request is not held back by the bulk budgets
+    assert clock.now == pytest.approx(0.02)
+    limiter.acquire("multi")
+    assert clock.now == pytest.approx(1.0)  # 60 a minute: one a second
+    limiter.acquire("single")
+    assert clock.now == pytest.approx(3.01)  # 20 a minute: one every 3 s after the first single
 
 
 def test_pause_holds_back_everything_and_bulk_only_pause_only_bulk() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(RateLimits(requests_per_second=100), clock=clock, sleep=clock.sleep)
+    limiter, clock = fake_limiter(requests_per_second=1000, safety_margin=0.0)
     limiter.pause(0.25)
     assert limiter.acquire() == pytest.approx(0.25)
     limiter.pause(5.0, bulk_only=True)
-    assert limiter.acquire() == 0.0
-    assert limiter.acquire("multi") == pytest.approx(5.0)
+    assert limiter.acquire() == pytest.approx(0.001)
+    assert limiter.acquire("multi") == pytest.approx(5.0 - 0.001)
 
 
 def test_deadline_raises_instead_of_sleeping() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(RateLimits(requests_per_second=1, safety_margin=0.0), clock=clock, sleep=clock.sleep)
+    limiter, clock = fake_limiter(requests_per_second=1, safety_margin=0.0)
     limiter.acquire()
     with pytest.raises(RateLimitTimeout):
         limiter.acquire(deadline=0.5)
@@ -94,7 +85,7 @@ def test_deadline_raises_instead_of_sleeping() -> None:
 
 
 def test_shared_between_threads() -> None:
-    limiter = RateLimiter(RateLimits(requests_per_second=50, safety_margin=0.0))
+    limiter = RateLimiter(RateLimits(requests_per_second=100, safety_margin=0.0))
     sent: list[float] = []
     lock = threading.Lock()
 
@@ -112,8 +103,8 @@ def test_shared_between_threads() -> None:
     assert len(sent) == 60
     sent.sort()
     for start in sent:
-        assert sum(1 for t in sent if start <= t < start + 1.0) <= 50
-    assert sent[-1] - sent[0] >= 0.9  # 60 requests at 50/s need at least a second
+        assert sum(1 for t in sent if start <= t < start + 0.1) <= 11  # 100/s: about 10 per 100 ms
+    assert sent[-1] - sent[0] >= 0.55  # 60 requests at 100/s need 0.59 s
 
 
 def test_invalid_limits() -> None:
@@ -121,3 +112,5 @@ def test_invalid_limits() -> None:
         RateLimits(requests_per_second=0)
     with pytest.raises(ValueError):
         RateLimits(bulk_imports_per_minute=0)
+    with pytest.raises(ValueError):
+        RateLimits(safety_margin=1.5)
