@@ -6,6 +6,8 @@ from __future__ import annotations
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from ac_pipeline.defs.activecampaign.assets import build_sync_asset
+from ac_pipeline.defs.activecampaign.resources import activecampaign_resource
 from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
@@ -18,14 +20,16 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
     where = where or paths()
     partitions = audience_partitions(where.audiences)
     members, changes = build_audience_assets(partitions)
+    push = build_sync_asset(partitions)
     sync_job = dg.define_asset_job(
         "audience_sync",
-        selection=dg.AssetSelection.assets(members, changes),
+        selection=dg.AssetSelection.assets(members, changes, push),
         partitions_def=partitions,
-        description="Compute every audience and what changed since the last confirmed sync.",
+        description="Compute each audience, diff it against the last confirmed sync, and push the changes "
+                    "to its ActiveCampaign list. One run per audience (partition).",
     )
     return dg.Definitions(
-        assets=[members, changes],
+        assets=[members, changes, push],
         jobs=[sync_job],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
@@ -33,6 +37,7 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
             "audiences": AudienceCatalog(path=str(where.audiences)),
             "sync_state": SyncStateResource(path=str(where.state)),
             "parquet_io_manager": PolarsParquetIOManager(base_dir=str(where.assets)),
+            "activecampaign": activecampaign_resource(where),
         },
     )
 

@@ -8,7 +8,8 @@ Each change row says what one contact needs:
 - `remove`: in the list, no longer in the audience: unsubscribed from the list.
 
 A contact who unsubscribed themselves (`opted_out` in the snapshot) is never added back, whatever
-the audience says; they are counted as skipped.
+the audience says; they are counted as skipped. A contact ActiveCampaign refused (`rejected`) is
+sent again only when its fields change.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
         .when(pl.col("synced_status") == "removed").then(pl.lit("readd"))
         .when((pl.col("synced_status") == "member") & (pl.col("synced_hash") != pl.col("fields_hash")))
         .then(pl.lit("update"))
+        .when((pl.col("synced_status") == "rejected") & (pl.col("synced_hash") != pl.col("fields_hash")))
+        .then(pl.lit("add"))
         .otherwise(pl.lit(None, dtype=pl.String))  # unchanged member, or opted out: nothing to send
         .alias("op")
     ).filter(pl.col("op").is_not_null())

@@ -4,8 +4,9 @@ It lives in a DuckDB file of its own (the customer 360 may be read-only, and bel
 
 - `snapshot`: per audience and email, the contact as ActiveCampaign confirmed it: the hash of the
   fields it holds, its contact id when known, and its list status: `member` (subscribed by us),
-  `removed` (unsubscribed by us: we may re-add them) or `opted_out` (they unsubscribed themselves:
-  never re-subscribed, kept with the reason).
+  `removed` (unsubscribed by us: we may re-add them), `opted_out` (they unsubscribed themselves:
+  never re-subscribed, kept with the reason) or `rejected` (ActiveCampaign refused the contact, e.g.
+  an address on its exclusion list: not sent again until the contact's fields change).
 - `ledger`: one row per contact per operation per run: op, batch, status, reason.
 - `runs`: per run and audience, the counts.
 
@@ -35,7 +36,7 @@ MIGRATIONS: dict[int, list[str]] = {
             email VARCHAR NOT NULL,
             fields_hash VARCHAR,
             contact_id VARCHAR,
-            status VARCHAR NOT NULL CHECK (status IN ('member', 'removed', 'opted_out')),
+            status VARCHAR NOT NULL CHECK (status IN ('member', 'removed', 'opted_out', 'rejected')),
             reason VARCHAR,
             run_id VARCHAR,
             updated_at TIMESTAMPTZ NOT NULL,
@@ -66,6 +67,7 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
 }
 
+SNAPSHOT_STATUSES = ("member", "removed", "opted_out", "rejected")
 SNAPSHOT_COLUMNS = {
     "email": pl.String,
     "fields_hash": pl.String,
@@ -169,7 +171,7 @@ class SyncState:
                 "SELECT status, count(*) FROM snapshot WHERE audience = $audience GROUP BY status",
                 params={"audience": audience},
             ).fetchall()
-        counts = {"member": 0, "removed": 0, "opted_out": 0}
+        counts = dict.fromkeys(SNAPSHOT_STATUSES, 0)
         counts.update({status: n for status, n in rows})
         return counts
 
@@ -185,9 +187,9 @@ class SyncState:
         confirmed = _conform(confirmed, SNAPSHOT_COLUMNS, "confirmed rows")
         if confirmed.get_column("email").is_duplicated().any():
             raise ValueError("confirmed rows name the same email twice; commit one outcome per contact")
-        bad = confirmed.filter(~pl.col("status").is_in(["member", "removed", "opted_out"]))
+        bad = confirmed.filter(~pl.col("status").is_in(SNAPSHOT_STATUSES))
         if not bad.is_empty():
-            raise ValueError(f"snapshot status must be member, removed or opted_out, got {bad['status'][0]!r}")
+            raise ValueError(f"snapshot status must be one of {', '.join(SNAPSHOT_STATUSES)}, got {bad['status'][0]!r}")
         ledger_rows = _conform(ledger if ledger is not None else pl.DataFrame(), LEDGER_COLUMNS, "ledger rows") \
             if ledger is not None and not ledger.is_empty() else None
         now = _now()

@@ -26,7 +26,8 @@ def members_and_snapshot(draw):
             "email": snapshot_emails,
             "fields_hash": [draw(st.sampled_from(HASHES)) for _ in snapshot_emails],
             "contact_id": [str(i) for i, _ in enumerate(snapshot_emails)],
-            "status": [draw(st.sampled_from(["member", "member", "removed", "opted_out"])) for _ in snapshot_emails],
+            "status": [draw(st.sampled_from(["member", "member", "removed", "opted_out", "rejected"]))
+                       for _ in snapshot_emails],
         },
         schema={"email": pl.String, "fields_hash": pl.String, "contact_id": pl.String, "status": pl.String},
     )
@@ -41,7 +42,10 @@ def test_applying_the_changes_gives_the_members(case) -> None:
     after = apply(snapshot, changes)
 
     opted_out = set(snapshot.filter(pl.col("status") == "opted_out").get_column("email"))
-    expected = {(e, h) for e, h in members.select("email", "fields_hash").iter_rows() if e not in opted_out}
+    # Refused contacts are sent again only when their fields changed.
+    refused = set(snapshot.filter(pl.col("status") == "rejected").select("email", "fields_hash").iter_rows())
+    expected = {(e, h) for e, h in members.select("email", "fields_hash").iter_rows()
+                if e not in opted_out and (e, h) not in refused}
     listed = {(e, h) for e, h in after.filter(pl.col("status") == "member").select("email", "fields_hash").iter_rows()}
     assert listed == expected
     # Opt-outs are never touched, and each contact has at most one change.

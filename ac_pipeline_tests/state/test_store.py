@@ -13,7 +13,7 @@ def test_created_on_first_use_with_its_schema_version(tmp_path) -> None:
     state = SyncState(tmp_path / "sub" / "state.duckdb")
     assert state.snapshot("vip").is_empty()
     assert state.schema_version() == SCHEMA_VERSION
-    assert state.snapshot_counts("vip") == {"member": 0, "removed": 0, "opted_out": 0}
+    assert state.snapshot_counts("vip") == {"member": 0, "removed": 0, "opted_out": 0, "rejected": 0}
 
 
 def test_a_newer_schema_is_refused_with_what_to_do(tmp_path) -> None:
@@ -47,7 +47,7 @@ def test_bad_rows_write_nothing(tmp_path) -> None:
     state.commit_confirmed("vip", "run-1", pl.DataFrame({"email": ["a@x.io"], "fields_hash": ["1"], "status": ["member"]}))
     with pytest.raises(ValueError, match="same email twice"):
         state.commit_confirmed("vip", "run-2", pl.DataFrame({"email": ["b@x.io", "b@x.io"], "status": ["member", "member"]}))
-    with pytest.raises(ValueError, match="member, removed or opted_out"):
+    with pytest.raises(ValueError, match="member, removed, opted_out, rejected"):
         state.commit_confirmed("vip", "run-2", pl.DataFrame({"email": ["c@x.io"], "status": ["gone"]}))
     # A failure inside the transaction (a ledger row without an op) rolls the snapshot back too.
     with pytest.raises(duckdb.Error):

@@ -1,0 +1,112 @@
+"""The push: each audience's changes become its ActiveCampaign list."""
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from ac_pipeline.activecampaign import ActiveCampaignError, AuthError
+from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
+from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
+from ac_pipeline.sync.destination import DestinationError
+from ac_pipeline.sync.plan import plan
+from ac_pipeline.sync.push import Push, PushIncomplete
+
+# One push per ActiveCampaign account at a time: the account's 5 requests a second are shared by all.
+POOL = "activecampaign"
+DRY_RUN_TAG = "ac_pipeline/dry_run"
+
+
+class SyncConfig(dg.Config):
+    # Show what would be sent (counts per operation, sample payloads, requests) and send nothing.
+    dry_run: bool = False
+
+
+def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="activecampaign",
+        kinds={"activecampaign"},
+        pool=POOL,
+        # A retry resumes from the snapshot: what ActiveCampaign confirmed is never sent again.
+        retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+        output_required=False,  # a dry run materializes nothing
+    )
+    def activecampaign_sync(
+        context: dg.AssetExecutionContext,
+        config: SyncConfig,
+        audience_changes: pl.DataFrame,
+        activecampaign: ActiveCampaignResource,
+        audiences: AudienceCatalog,
+        sync_state: SyncStateResource,
+    ):
+        """The audience's ActiveCampaign list, in step with the audience as of this sync.
+
+        Sends the audience's changes (bulk import for most, one by one for a handful) and commits to the
+        sync snapshot only what ActiveCampaign confirmed. People who unsubscribed themselves are never
+        re-subscribed. A retry or re-run resumes where the last attempt stopped. With `dry_run` (run
+        config, or the tag `ac_pipeline/dry_run=true`) it records what it would send and sends nothing.
+        """
+        key = context.partition_key
+        audience = audiences.load().get(key)
+        state = sync_state.store()
+        dry_run = config.dry_run or context.run.tags.get(DRY_RUN_TAG, "").lower() == "true"
+        if dry_run:
+            intended = plan(audience_changes, state.snapshot(key), audience)
+            context.log.info(f"dry run for {audience.list.name!r}: {intended.by_operation}, ~{intended.requests} requests")
+            yield dg.AssetObservation(
+                asset_key=context.asset_key, partition=key,
+                metadata={"dry_run": True, "requests": intended.requests,
+                          **{op: n for op, n in intended.by_operation.items()},
+                          "plan": dg.MetadataValue.md(intended.as_markdown())},
+            )
+            return
+
+        started = time.perf_counter()
+        state.start_run(key, context.run_id)
+        try:
+            with activecampaign.get_client() as client:
+                push = Push(client, state, audience, context.run_id, log=context.log.info,
+                            poll_interval=activecampaign.poll_interval)
+                try:
+                    result = push.run(audience_changes)
+                finally:
+                    stats = client.stats
+        except (DestinationError, AuthError) as exc:
+            # Configuration to fix in ActiveCampaign or audiences.yaml: retrying cannot help.
+            state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
+            raise dg.Failure(str(exc), allow_retries=False) from None
+        except (PushIncomplete, ActiveCampaignError, OSError) as exc:
+            state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
+            context.log.warning(f"push of {key!r} stopped: {exc}; confirmed batches are kept, a retry resumes")
+            raise
+
+        seconds = time.perf_counter() - started
+        failed = result.outcomes["failed"]
+        counts = {"adds": result.pending["add"], "readds": result.pending["readd"], "updates": result.pending["update"],
+                  "removals": result.pending["remove"], "confirmed": result.outcomes["confirmed"],
+                  "opted_out": result.outcomes["opted_out"], "failed": failed,
+                  "skipped": result.already_confirmed, "requests": result.requests, "seconds": round(seconds, 3)}
+        state.finish_run(key, context.run_id, "failed" if failed else "success", counts)
+        if failed:
+            raise PushIncomplete(
+                f"{failed} contacts of {audience.list.name!r} failed for a passing reason; they stay out of the "
+                "snapshot and the retry sends them again (see the ledger in the sync state)"
+            )
+        sent = sum(result.pending.values())
+        yield dg.MaterializeResult(
+            metadata={
+                **counts,
+                "rejected": result.outcomes["rejected"],
+                "batches": result.batches,
+                "batches_resubmitted": result.batches_resubmitted,
+                "contacts_per_minute": round(sent / seconds * 60, 1) if sent and seconds else 0.0,
+                "requests_per_change": round(result.requests / sent, 4) if sent else 0.0,
+                "list": audience.list.name,
+                "list_id": result.destination.list_id if result.destination else "",
+                "destination": activecampaign.describe(),
+                **{f"client_{k}": v for k, v in stats.as_metadata().items() if k != "requests"},
+            }
+        )
+
+    return activecampaign_sync

@@ -1,0 +1,80 @@
+"""The ActiveCampaign account a sync writes to.
+
+`ACTIVECAMPAIGN_API_URL` and `ACTIVECAMPAIGN_API_KEY` (read through Dagster's `EnvVar`, so the key is
+never shown in the UI nor stored in run config) point it at a real account. Without a URL, the
+destination is the built-in sandbox, so the same code path runs in the demo, the tests and production.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from ac_pipeline.activecampaign import ActiveCampaignClient, RateLimits
+from ac_pipeline.defs.activecampaign.local_sandbox import SANDBOX_API_KEY, ensure_local_sandbox
+from ac_pipeline.settings import Paths
+
+
+class ActiveCampaignResource(dg.ConfigurableResource):
+    """An ActiveCampaign account: its API URL and key, and the limits its plan allows."""
+
+    api_url: str | None = Field(default=None, description="The account's API URL (Settings -> Developer). "
+                                "Unset: the built-in sandbox.")
+    api_key: str | None = Field(default=None, description="The API key; set it through ACTIVECAMPAIGN_API_KEY.")
+    requests_per_second: float = Field(default=5.0, description="The account's request budget (5 on every plan).")
+    bulk_imports_per_minute: float = 100
+    single_contact_imports_per_minute: float = 20
+    timeout_seconds: float = 30.0
+    max_retries: int = 8
+    sandbox_state: str = Field(default="data/sandbox.sqlite", description="The built-in sandbox's state file.")
+    sandbox_port: int = 8765
+    sandbox_speed: float = Field(default=1.0, description="The built-in sandbox's speed (limits x speed).")
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return not self.api_url
+
+    @property
+    def poll_interval(self) -> float:
+        """How long a bulk import is left alone before asking after it."""
+        return 1.0 / self.sandbox_speed if self.uses_sandbox else 1.0
+
+    def _limits(self) -> RateLimits:
+        limits = RateLimits(self.requests_per_second, self.bulk_imports_per_minute, self.single_contact_imports_per_minute)
+        return limits.scaled(self.sandbox_speed) if self.uses_sandbox else limits
+
+    @contextmanager
+    def get_client(self) -> Iterator[ActiveCampaignClient]:
+        if self.uses_sandbox:
+            url = ensure_local_sandbox(Path(self.sandbox_state), self.sandbox_port, self.sandbox_speed)
+            key = SANDBOX_API_KEY
+        else:
+            if not self.api_key:
+                raise dg.Failure(
+                    "ACTIVECAMPAIGN_API_URL is set but ACTIVECAMPAIGN_API_KEY is empty: set the key from "
+                    "Settings -> Developer in ActiveCampaign", allow_retries=False)
+            url, key = str(self.api_url), self.api_key
+        client = ActiveCampaignClient(url, key, limits=self._limits(), timeout=self.timeout_seconds,
+                                      max_retries=self.max_retries)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def describe(self) -> str:
+        return "the built-in sandbox" if self.uses_sandbox else str(self.api_url)
+
+
+def activecampaign_resource(where: Paths) -> ActiveCampaignResource:
+    """A real account when ACTIVECAMPAIGN_API_URL is set, the built-in sandbox otherwise."""
+    if os.environ.get("ACTIVECAMPAIGN_API_URL", "").strip():
+        return ActiveCampaignResource(
+            api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"), api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"))
+    return ActiveCampaignResource(
+        sandbox_state=str(where.sandbox_state),
+        sandbox_port=int(os.environ.get("AC_PIPELINE_SANDBOX_PORT", "8765")),
+        sandbox_speed=float(os.environ.get("AC_PIPELINE_SANDBOX_SPEED", "1")),
+    )

@@ -1,0 +1,64 @@
+"""A dry run: exactly what a sync would send, without sending anything."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+from ac_pipeline.audiences.config import Audience
+from ac_pipeline.sync.payloads import ContactShape, batches, bulk_contact
+from ac_pipeline.sync.push import SMALL_CHANGE_SET, outstanding
+
+
+@dataclass
+class Plan:
+    by_operation: dict[str, int]
+    requests: int
+    samples: dict[str, list[dict]]
+
+    def as_markdown(self) -> str:
+        lines = ["| operation | contacts |", "|---|---|"]
+        lines += [f"| {op} | {n:,} |" for op, n in self.by_operation.items()]
+        lines.append(f"\nAbout **{self.requests:,} requests**.\n")
+        for op, rows in self.samples.items():
+            lines.append(f"**{op}** (first {len(rows)}):\n```json\n{json.dumps(rows, indent=1, ensure_ascii=False)}\n```")
+        return "\n".join(lines)
+
+
+def plan(changes: pl.DataFrame, snapshot: pl.DataFrame, audience: Audience, samples: int = 3) -> Plan:
+    """What a sync of `changes` would send. Ids are not known without asking ActiveCampaign, so the
+    payloads show placeholders for the list and custom fields."""
+    todo = outstanding(changes, snapshot)
+    rows = todo.to_dicts()
+    shape = ContactShape(
+        list_id="<list id>",
+        standard_fields=tuple(audience.fields.expressions()),
+        field_ids={title: f"<id of field {title}>" for title in audience.fields.custom},
+        tags=tuple(audience.tags),
+    )
+    small = len(rows) < SMALL_CHANGE_SET
+    one_by_one = [r for r in rows if small or r["op"] == "readd"]
+    in_bulk = [r for r in rows if not (small or r["op"] == "readd")]
+    by_operation: dict[str, int] = {}
+    for r in in_bulk:
+        key = "bulk import: unsubscribe" if r["op"] == "remove" else f"bulk import: {r['op']}"
+        by_operation[key] = by_operation.get(key, 0) + 1
+    for r in one_by_one:
+        key = f"one by one: {r['op']}"
+        by_operation[key] = by_operation.get(key, 0) + 1
+    # Resolution: find (or create and grant) the list, read the fields; then per batch one import and
+    # at least one status poll; one by one: contact/sync, list status, a request per tag.
+    bulk_requests = 2 * sum(1 for _ in batches(in_bulk, shape)) if in_bulk else 0
+    per_contact = {"add": 3, "update": 1, "readd": 2, "remove": 2}
+    single = sum(per_contact[r["op"]] + (len(audience.tags) if r["op"] != "remove" else 0) for r in one_by_one)
+    resolution = (1 + (3 if audience.list.create else 0) + (1 if audience.fields.custom else 0)) if rows else 0
+    tag_lookup = 1 if one_by_one and audience.tags else 0
+    sample_rows: dict[str, list[dict]] = {}
+    for r in rows:
+        group = sample_rows.setdefault(r["op"], [])
+        if len(group) < samples:
+            group.append(bulk_contact(r, shape))
+    return Plan(by_operation, resolution + tag_lookup + bulk_requests + single, sample_rows)
+
