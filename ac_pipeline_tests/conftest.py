@@ -13,8 +13,9 @@ from ac_pipeline.settings import Paths, paths
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_AUDIENCES = REPO / "data" / "audiences.yaml"
 
-# The sandbox fixtures (`sandbox`, `make_sandbox`) for every suite.
-# TODO-when-sandbox-lands: from ac_pipeline_tests.fixtures.sandbox import *  # noqa: E402,F401,F403
+# Fixtures for every suite: real sandboxes (`sandbox`, `make_sandbox`) and a pipeline wired to one.
+from ac_pipeline_tests.fixtures.pipeline import pipeline  # noqa: E402,F401
+from ac_pipeline_tests.fixtures.sandbox import make_sandbox, sandbox, sandbox_server  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

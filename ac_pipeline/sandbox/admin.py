@@ -67,8 +67,10 @@ async def unsubscribe(request: Request) -> JSONResponse:
 
 def membership_json(contact: Row, list_row: Row, row: Row) -> dict[str, Any]:
     return {
-        "email": contact["email"], "list": str(list_row["id"]),
-        "status": row["status"], "unsubscribed_by": row["unsubscribed_by"],
+        "email": contact["email"],
+        "list": str(list_row["id"]),
+        "status": row["status"],
+        "unsubscribed_by": row["unsubscribed_by"],
     }
 
 
@@ -119,7 +121,9 @@ async def requests_log(request: Request) -> JSONResponse:
 
 
 async def imports(request: Request) -> JSONResponse:
-    return answer({"pending": state_of(request).imports.pending()})
+    """Batches not yet applied, and what the worker applied since start or reset, with its busy time."""
+    queue = state_of(request).imports
+    return answer({"pending": queue.pending(), **queue.stats.to_dict()})
 
 
 async def import_details(request: Request) -> JSONResponse:

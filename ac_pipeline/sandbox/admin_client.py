@@ -66,7 +66,11 @@ class SandboxAdmin:
         return dict(self._call("GET", f"/imports/{batch_id}"))
 
     def pending_imports(self) -> int:
-        return int(self._call("GET", "/imports")["pending"])
+        return int(self.imports()["pending"])
+
+    def imports(self) -> dict[str, Any]:
+        """{"pending", "applied_batches", "applied_contacts", "busy_seconds"} of the import worker."""
+        return dict(self._call("GET", "/imports"))
 
     def wait_for_imports(self, timeout: float = 30.0) -> None:
         """Wait until every accepted bulk import has been applied."""

@@ -27,7 +27,10 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 def build_app(state: SandboxState) -> ASGIApp:
     api_routes: list[BaseRoute] = [
-        *contacts_api.routes, *lists_api.routes, *tags_fields_api.routes, *imports_api.routes,
+        *contacts_api.routes,
+        *lists_api.routes,
+        *tags_fields_api.routes,
+        *imports_api.routes,
     ]
     # Unknown paths, and known paths with another method, answer 404 {"message"} like the real API.
     fallback = [

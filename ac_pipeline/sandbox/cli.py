@@ -39,17 +39,33 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks one)")
-    parser.add_argument("--state", metavar="FILE", help="SQLite file that keeps the account across restarts "
-                        "(default: memory only)")
-    parser.add_argument("--api-key", metavar="KEY", help=f"the key clients must send as Api-Token "
-                        f"(default: ${API_KEY_ENV}, else {DEMO_API_KEY!r})")
-    parser.add_argument("--speed", type=positive_float, default=1.0, help="multiply every limit and divide "
-                        "every delay by this (default 1: the documented limits)")
-    parser.add_argument("--faults", type=fault_spec, metavar="SPEC", help='inject faults, e.g. '
-                        '"/api/3/*:500=0.1,503=0.05,drop=0.05,slow=0.1@2.0;/api/3/import/*:429=0.2"')
+    parser.add_argument(
+        "--state", metavar="FILE", help="SQLite file that keeps the account across restarts (default: memory only)"
+    )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=f"the key clients must send as Api-Token (default: ${API_KEY_ENV}, else {DEMO_API_KEY!r})",
+    )
+    parser.add_argument(
+        "--speed",
+        type=positive_float,
+        default=1.0,
+        help="multiply every limit and divide every delay by this (default 1: the documented limits)",
+    )
+    parser.add_argument(
+        "--faults",
+        type=fault_spec,
+        metavar="SPEC",
+        help='inject faults, e.g. "/api/3/*:500=0.1,503=0.05,drop=0.05,slow=0.1@2.0;/api/3/import/*:429=0.2"',
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault generator (default 0)")
-    parser.add_argument("--import-delay", type=float, metavar="SECONDS", help="seconds from an accepted bulk "
-                        "import to its completion, at speed 1 (default 2)")
+    parser.add_argument(
+        "--import-delay",
+        type=float,
+        metavar="SECONDS",
+        help="seconds from an accepted bulk import to its completion, at speed 1 (default 2)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -63,16 +79,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         api_key, key_note = DEMO_API_KEY, DEMO_API_KEY  # the demo key is no secret: show it
     server = SandboxServer(
-        api_key=api_key, speed=args.speed, state_path=args.state, faults=args.faults, seed=args.seed,
-        host=args.host, port=args.port, import_delay=args.import_delay, log_level="info", access_log=True,
+        api_key=api_key,
+        speed=args.speed,
+        state_path=args.state,
+        faults=args.faults,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        import_delay=args.import_delay,
+        log_level="info",
+        access_log=True,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     server.start()
     try:
-        print(f"ActiveCampaign sandbox at {server.url} (API under {server.url}/api/3, admin under "
-              f"{server.url}/_sandbox/)", flush=True)
+        print(
+            f"ActiveCampaign sandbox at {server.url} (API under {server.url}/api/3, admin under "
+            f"{server.url}/_sandbox/)",
+            flush=True,
+        )
         print(f"API key: {key_note}; speed {args.speed:g}; state: {args.state or 'memory only'}", flush=True)
         stopping.wait()
     except KeyboardInterrupt:

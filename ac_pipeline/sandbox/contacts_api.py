@@ -37,7 +37,9 @@ def duplicate_email() -> ApiError:
     return unprocessable("Email address already exists in the system", "duplicate", "email")
 
 
-def contact_input(data: dict[str, Any], store: Store, *, email_required: bool) -> tuple[dict[str, str], list[tuple[int, str]]]:
+def contact_input(
+    data: dict[str, Any], store: Store, *, email_required: bool
+) -> tuple[dict[str, str], list[tuple[int, str]]]:
     """The columns to write (email normalised) and the (field id, value) pairs of a contact request body."""
     values: dict[str, str] = {}
     email = data.get("email")
@@ -57,15 +59,20 @@ def contact_input(data: dict[str, Any], store: Store, *, email_required: bool) -
     pairs: list[tuple[int, str]] = []
     items = data.get("fieldValues") or []
     if not isinstance(items, list):
-        raise unprocessable('fieldValues must be a list of {"field": id, "value": text}', "field_invalid", "fieldValues")
+        raise unprocessable(
+            'fieldValues must be a list of {"field": id, "value": text}', "field_invalid", "fieldValues"
+        )
     for item in items:
         field_id = id_of(item.get("field")) if isinstance(item, dict) else None
         value = text_of(item.get("value")) if isinstance(item, dict) else None
         if field_id is None or value is None:
             raise unprocessable('Each fieldValue needs "field" (an id) and "value"', "field_invalid", "fieldValues")
         if store.one("SELECT 1 FROM fields WHERE id = ?", (field_id,)) is None:
-            raise unprocessable(f"Custom field {field_id} does not exist; create it with POST /api/3/fields",
-                                "field_invalid", "fieldValues")
+            raise unprocessable(
+                f"Custom field {field_id} does not exist; create it with POST /api/3/fields",
+                "field_invalid",
+                "fieldValues",
+            )
         pairs.append((field_id, value))
     return values, pairs
 
@@ -98,7 +105,8 @@ async def list_contacts(request: Request) -> JSONResponse:
     limit, offset = page_params(params)
     listid, status = int_param(params, "listid"), int_param(params, "status")
     id_greater = int_param(params, "id_greater")
-    sql, args = "SELECT c.* FROM contacts c", []
+    sql = "SELECT c.* FROM contacts c"
+    args: list[object] = []
     if listid is not None:
         # `status` here is the list status (1 active, 2 unsubscribed): members of a list, as clients use it.
         sql += " JOIN memberships m ON m.contact_id = c.id AND m.list_id = ?"
@@ -124,15 +132,27 @@ async def list_contacts(request: Request) -> JSONResponse:
     rows, total = store.page(f"{sql} ORDER BY c.id {order}", args, limit, offset)
     base = base_url(request)
     page_input = {
-        "segmentid": None, "formid": 0, "listid": listid or 0, "tagid": 0, "limit": limit, "offset": offset,
-        "search": None, "sort": None, "seriesid": 0, "waitid": 0, "status": -1 if status is None else status,
-        "forceQuery": 0, "cacheid": "",
+        "segmentid": 0,
+        "formid": 0,
+        "listid": listid or 0,
+        "tagid": 0,
+        "limit": limit,
+        "offset": offset,
+        "search": None,
+        "sort": None,
+        "seriesid": 0,
+        "waitid": 0,
+        "status": -1 if status is None else status,
+        "forceQuery": 0,
+        "cacheid": "",
     }
-    return answer({
-        "scoreValues": [],
-        "contacts": [contact_json(row, base) for row in rows],
-        "meta": {"total": str(total), "page_input": page_input},
-    })
+    return answer(
+        {
+            "scoreValues": [],
+            "contacts": [contact_json(row, base) for row in rows],
+            "meta": {"total": str(total), "page_input": page_input},
+        }
+    )
 
 
 async def create_contact(request: Request) -> JSONResponse:
@@ -167,12 +187,14 @@ async def get_contact(request: Request) -> JSONResponse:
     base = base_url(request)
     contact = existing_contact(store, path_id(request))
     memberships = store.all("SELECT * FROM memberships WHERE contact_id = ? ORDER BY id", (contact["id"],))
-    return answer({
-        **{name: [] for name in UNMODELLED_SIDELOADS},
-        "contactLists": [contact_list_json(row, contact, base, status_as_int=False) for row in memberships],
-        "fieldValues": [field_value_json(row, base) for row in store.field_values_of(contact["id"])],
-        "contact": contact_json(contact, base),
-    })
+    return answer(
+        {
+            **{name: [] for name in UNMODELLED_SIDELOADS},
+            "contactLists": [contact_list_json(row, contact, base, status_as_int=False) for row in memberships],
+            "fieldValues": [field_value_json(row, base) for row in store.field_values_of(contact["id"])],
+            "contact": contact_json(contact, base),
+        }
+    )
 
 
 async def update_contact(request: Request) -> JSONResponse:
@@ -217,8 +239,9 @@ async def set_contact_list(request: Request) -> JSONResponse:
     data = await wrapped(request, "contactList")
     ids = {attribute: required_id(data, attribute, "contactList") for attribute in ("list", "contact", "status")}
     if ids["status"] not in (1, 2):
-        raise unprocessable("Invalid attribute", "field_invalid", "status",
-                            "status must be 1 (subscribe) or 2 (unsubscribe)")
+        raise unprocessable(
+            "Invalid attribute", "field_invalid", "status", "status must be 1 (subscribe) or 2 (unsubscribe)"
+        )
     with store.lock:
         contact = existing_contact(store, ids["contact"])
         if store.list_row(ids["list"]) is None:
@@ -226,10 +249,12 @@ async def set_contact_list(request: Request) -> JSONResponse:
         unsubscribed_by = "api" if ids["status"] == 2 else None
         row = store.set_membership(contact["id"], ids["list"], ids["status"], unsubscribed_by)
     base = base_url(request)
-    return answer({
-        "contacts": [contact_json(contact, base)],
-        "contactList": contact_list_json(row, contact, base, status_as_int=True),
-    })
+    return answer(
+        {
+            "contacts": [contact_json(contact, base)],
+            "contactList": contact_list_json(row, contact, base, status_as_int=True),
+        }
+    )
 
 
 routes = [

@@ -104,7 +104,7 @@ class ApiGate:
             await send_json(send, int(fault.kind), {"message": FAULT_MESSAGES[fault.kind]})
 
     def template(self, scope: Scope) -> str:
-        """"GET /api/3/contacts/{id}" for /api/3/contacts/12; unknown paths share one name."""
+        """ "GET /api/3/contacts/{id}" for /api/3/contacts/12; unknown paths share one name."""
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
@@ -112,14 +112,21 @@ class ApiGate:
         return f"{scope['method']} {API_PREFIX}/<unknown>"
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     content = json.dumps(body).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-                    *headers],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": content})
 
 

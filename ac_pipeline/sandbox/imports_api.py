@@ -42,7 +42,8 @@ async def bulk_import(request: Request) -> JSONResponse:
         return rejected(VALIDATION_MESSAGE, failures)
     count = len(payload["contacts"])
     window, reason = (
-        (state.single_import_limit, SINGLE_LIMIT_REASON) if count == 1
+        (state.single_import_limit, SINGLE_LIMIT_REASON)
+        if count == 1
         else (state.multi_import_limit, MULTI_LIMIT_REASON)
     )
     if not window.acquire().accepted:

@@ -44,8 +44,12 @@ async def create_list(request: Request) -> JSONResponse:
     for attribute in REQUIRED_LIST_ATTRIBUTES:
         values[attribute] = text_of(data.get(attribute))
         if not values[attribute]:
-            raise unprocessable(f"The list {attribute} was not provided.", "field_missing", attribute,
-                                f"list.{attribute} is required ({', '.join(REQUIRED_LIST_ATTRIBUTES)})")
+            raise unprocessable(
+                f"The list {attribute} was not provided.",
+                "field_missing",
+                attribute,
+                f"list.{attribute} is required ({', '.join(REQUIRED_LIST_ATTRIBUTES)})",
+            )
     cursor = store.execute(
         "INSERT INTO lists (name, stringid, sender_url, sender_reminder, cdate) VALUES (?, ?, ?, ?, ?)",
         (*values.values(), now_iso()),

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-# The status recorded for a request whose connection was closed without an answer (a `drop` fault).
+# The status recorded for a request closed without an answer: a `drop` fault, or a client that went away.
 DROPPED = "dropped"
 
 

@@ -114,6 +114,10 @@ def required_id(data: dict[str, Any], attribute: str, wrapper: str) -> int:
     """An id attribute of a request body, or the real 422 naming it."""
     value = id_of(data.get(attribute))
     if value is None:
-        raise unprocessable("Missing attribute", "field_missing", attribute,
-                            f"{wrapper}.{attribute} is required and must be an id (a number)")
+        raise unprocessable(
+            "Missing attribute",
+            "field_missing",
+            attribute,
+            f"{wrapper}.{attribute} is required and must be an id (a number)",
+        )
     return value

@@ -38,8 +38,12 @@ class SandboxServer:
         access_log: bool = False,
     ) -> None:
         self.config = SandboxConfig(
-            api_key=api_key, speed=speed, state_path=os.fspath(state_path) if state_path else None,
-            faults=faults, seed=seed, import_delay=import_delay,
+            api_key=api_key,
+            speed=speed,
+            state_path=os.fspath(state_path) if state_path else None,
+            faults=faults,
+            seed=seed,
+            import_delay=import_delay,
         )
         self.host = host
         self.port = port
@@ -83,8 +87,13 @@ class SandboxServer:
         self.port = sock.getsockname()[1]
         state.start()
         config = uvicorn.Config(
-            build_app(state), log_config=None, log_level=self.log_level, access_log=self.access_log,
-            lifespan="off", proxy_headers=False, timeout_graceful_shutdown=2,
+            build_app(state),
+            log_config=None,
+            log_level=self.log_level,
+            access_log=self.access_log,
+            lifespan="off",
+            proxy_headers=False,
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sandbox-server", daemon=True)

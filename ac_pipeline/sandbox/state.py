@@ -85,10 +85,12 @@ class SandboxState:
             "limits": {
                 "requests": {"limit": REQUESTS_PER_SECOND, "window_seconds": self.api_limit.window},
                 "multi_contact_imports": {
-                    "limit": MULTI_IMPORTS_PER_MINUTE, "window_seconds": self.multi_import_limit.window,
+                    "limit": MULTI_IMPORTS_PER_MINUTE,
+                    "window_seconds": self.multi_import_limit.window,
                 },
                 "single_contact_imports": {
-                    "limit": SINGLE_IMPORTS_PER_MINUTE, "window_seconds": self.single_import_limit.window,
+                    "limit": SINGLE_IMPORTS_PER_MINUTE,
+                    "window_seconds": self.single_import_limit.window,
                 },
             },
         }

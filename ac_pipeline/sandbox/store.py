@@ -103,8 +103,17 @@ CREATE TABLE IF NOT EXISTS batches (
 """
 
 TABLES = (
-    "contacts", "lists", "user_groups", "list_groups", "memberships", "tags", "contact_tags",
-    "fields", "field_values", "exclusions", "batches",
+    "contacts",
+    "lists",
+    "user_groups",
+    "list_groups",
+    "memberships",
+    "tags",
+    "contact_tags",
+    "fields",
+    "field_values",
+    "exclusions",
+    "batches",
 )
 
 
@@ -171,7 +180,8 @@ class Store:
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         with self.lock:
-            return self.conn.execute(sql, params).fetchone()
+            row: Row | None = self.conn.execute(sql, params).fetchone()
+            return row
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self.lock:
@@ -202,8 +212,14 @@ class Store:
                 cursor = self.conn.execute(
                     "INSERT INTO contacts (email, first_name, last_name, phone, cdate, udate)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (email, values.get("first_name", ""), values.get("last_name", ""),
-                     values.get("phone", ""), now, now),
+                    (
+                        email,
+                        values.get("first_name", ""),
+                        values.get("last_name", ""),
+                        values.get("phone", ""),
+                        now,
+                        now,
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateEmail(email) from exc
@@ -254,9 +270,7 @@ class Store:
         )
 
     def membership(self, contact_id: int, list_id: int) -> Row | None:
-        return self.one(
-            "SELECT * FROM memberships WHERE contact_id = ? AND list_id = ?", (contact_id, list_id)
-        )
+        return self.one("SELECT * FROM memberships WHERE contact_id = ? AND list_id = ?", (contact_id, list_id))
 
     def set_membership(self, contact_id: int, list_id: int, status: int, by: str | None) -> Row:
         """Set a contact's status on a list; `by` records who unsubscribed: "api", "contact", or None."""
@@ -305,9 +319,7 @@ class Store:
                 " ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value, udate = excluded.udate",
                 (contact_id, field_id, value, now, now),
             )
-            row = self.one(
-                "SELECT * FROM field_values WHERE contact_id = ? AND field_id = ?", (contact_id, field_id)
-            )
+            row = self.one("SELECT * FROM field_values WHERE contact_id = ? AND field_id = ?", (contact_id, field_id))
         assert row is not None
         return row
 

@@ -90,9 +90,10 @@ async def create_contact_tag(request: Request) -> JSONResponse:
 
 async def delete_contact_tag(request: Request) -> JSONResponse:
     item_id = request.path_params["id"]
-    deleted = item_id.isdigit() and state_of(request).store.execute(
-        "DELETE FROM contact_tags WHERE id = ?", (int(item_id),)
-    ).rowcount > 0
+    deleted = (
+        item_id.isdigit()
+        and state_of(request).store.execute("DELETE FROM contact_tags WHERE id = ?", (int(item_id),)).rowcount > 0
+    )
     if not deleted:
         raise not_found("ContactTag", item_id)
     return answer({})
@@ -103,10 +104,14 @@ async def list_fields(request: Request) -> JSONResponse:
     limit, offset = page_params(request.query_params)
     rows, total = store.page("SELECT * FROM fields ORDER BY id", (), limit, offset)
     base = base_url(request)
-    return answer({
-        "fieldOptions": [], "fieldRels": [],
-        "fields": [field_json(row, base) for row in rows], "meta": {"total": str(total)},
-    })
+    return answer(
+        {
+            "fieldOptions": [],
+            "fieldRels": [],
+            "fields": [field_json(row, base) for row in rows],
+            "meta": {"total": str(total)},
+        }
+    )
 
 
 async def create_field(request: Request) -> JSONResponse:
@@ -117,10 +122,18 @@ async def create_field(request: Request) -> JSONResponse:
     title, kind = text_of(data.get("title")), text_of(data.get("type"))
     if not title or not kind:
         missing = "title" if not title else "type"
-        raise ApiError(422, {"errors": [{
-            "title": f"The field {missing} was not provided.", "detail": f"field.{missing} is required",
-            "code": "field_missing",
-        }]})
+        raise ApiError(
+            422,
+            {
+                "errors": [
+                    {
+                        "title": f"The field {missing} was not provided.",
+                        "detail": f"field.{missing} is required",
+                        "code": "field_missing",
+                    }
+                ]
+            },
+        )
     perstag = text_of(data.get("perstag")) or re.sub(r"[^A-Z0-9]+", "_", title.upper()).strip("_")
     cursor = store.execute(
         "INSERT INTO fields (title, type, perstag, cdate) VALUES (?, ?, ?, ?)", (title, kind, perstag, now_iso())

@@ -31,7 +31,8 @@ class ActiveCampaignResource(dg.ConfigurableResource):
     max_retries: int = 8
     sandbox_state: str = Field(default="data/sandbox.sqlite", description="The built-in sandbox's state file.")
     sandbox_port: int = 8765
-    sandbox_speed: float = Field(default=1.0, description="The built-in sandbox's speed (limits x speed).")
+    sandbox_speed: float = Field(default=1.0, description="For a sandbox only: its --speed; the limits are "
+                                 "multiplied and the waits divided by it. Leave at 1 for a real account.")
 
     @property
     def uses_sandbox(self) -> bool:
@@ -40,11 +41,11 @@ class ActiveCampaignResource(dg.ConfigurableResource):
     @property
     def poll_interval(self) -> float:
         """How long a bulk import is left alone before asking after it."""
-        return 1.0 / self.sandbox_speed if self.uses_sandbox else 1.0
+        return 1.0 / self.sandbox_speed
 
     def _limits(self) -> RateLimits:
         limits = RateLimits(self.requests_per_second, self.bulk_imports_per_minute, self.single_contact_imports_per_minute)
-        return limits.scaled(self.sandbox_speed) if self.uses_sandbox else limits
+        return limits.scaled(self.sandbox_speed)
 
     @contextmanager
     def get_client(self) -> Iterator[ActiveCampaignClient]:
@@ -70,11 +71,14 @@ class ActiveCampaignResource(dg.ConfigurableResource):
 
 def activecampaign_resource(where: Paths) -> ActiveCampaignResource:
     """A real account when ACTIVECAMPAIGN_API_URL is set, the built-in sandbox otherwise."""
+    # A sandbox started by hand with --speed X (or the built-in one) needs the same X here.
+    speed = float(os.environ.get("AC_PIPELINE_SANDBOX_SPEED", "1"))
     if os.environ.get("ACTIVECAMPAIGN_API_URL", "").strip():
         return ActiveCampaignResource(
-            api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"), api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"))
+            api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"), api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"),
+            sandbox_speed=speed)
     return ActiveCampaignResource(
         sandbox_state=str(where.sandbox_state),
         sandbox_port=int(os.environ.get("AC_PIPELINE_SANDBOX_PORT", "8765")),
-        sandbox_speed=float(os.environ.get("AC_PIPELINE_SANDBOX_SPEED", "1")),
+        sandbox_speed=speed,
     )

@@ -1,0 +1,17 @@
+"""Fixtures for the sandbox's own tests: a real sandbox and an API client that waits out 429s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ac_pipeline.sandbox import SandboxServer
+from ac_pipeline_tests.fixtures.sandbox import make_sandbox, sandbox  # noqa: F401  (fixtures)
+from ac_pipeline_tests.sandbox.helpers import Api
+
+
+@pytest.fixture
+def api(sandbox: SandboxServer) -> Iterator[Api]:  # noqa: F811  (the fixture above)
+    with Api(sandbox) as client:
+        yield client
