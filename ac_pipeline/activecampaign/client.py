@@ -207,6 +207,8 @@ class ActiveCampaignClient:
             self._count_request(endpoint)
             server_delay = 0.0
             outcome = self._attempt(method, path, params=params, body=body, headers=headers)
+            if bulk is not None:
+                self._limiter.answered(bulk)
             if isinstance(outcome, str):
                 last_error = outcome
             else:

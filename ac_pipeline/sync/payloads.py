@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +11,7 @@ from ac_pipeline.activecampaign.client import MAX_BULK_BODY_BYTES, MAX_BULK_CONT
 from ac_pipeline.audiences.members import field_column
 
 # Room for the envelope around the contacts ({"contacts": [...], "exclude_automations": true}).
-_ENVELOPE_BYTES = 100
+_ENVELOPE_BYTES = 50
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,11 @@ class Batch:
 
     contacts: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    size: int = _ENVELOPE_BYTES
     batch_id: str | None = None
     attempts: int = 0
     submitted_at: float = 0.0
+    next_poll_at: float = 0.0
+    polls: int = 0
 
 
 def _text(value: Any) -> str:
@@ -61,24 +62,40 @@ def bulk_contact(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
     return contact
 
 
-def batches(rows: list[dict[str, Any]], shape: ContactShape,
+def _body_size(contacts: list[dict[str, Any]]) -> int:
+    # The client's own encoding (compact, UTF-8), plus the envelope around the contacts.
+    return len(json.dumps(contacts, ensure_ascii=False, separators=(",", ":")).encode()) + _ENVELOPE_BYTES
+
+
+def batches(rows: Iterable[dict[str, Any]], shape: ContactShape,
             max_contacts: int = MAX_BULK_CONTACTS, max_bytes: int = MAX_BULK_BODY_BYTES) -> Iterator[Batch]:
-    """Group change rows into batches of at most `max_contacts` contacts and under `max_bytes`."""
-    batch = Batch()
+    """Group change rows into batches of at most `max_contacts` contacts and under `max_bytes`.
+
+    Contacts are a few hundred bytes, so a full batch is far under the byte limit: each batch is
+    measured once as a whole, and only one that is too big is split.
+    """
+    pending: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for row in rows:
-        contact = bulk_contact(row, shape)
-        size = len(json.dumps(contact, separators=(",", ":"), ensure_ascii=False).encode()) + 1
-        if size + _ENVELOPE_BYTES >= max_bytes:
-            raise ValueError(f"the contact {row['email']} alone is {size:,} bytes, over bulk import's limit; "
-                             "map fewer or shorter custom fields")
-        if batch.contacts and (len(batch.contacts) >= max_contacts or batch.size + size >= max_bytes):
-            yield batch
-            batch = Batch()
-        batch.contacts.append(contact)
-        batch.rows.append(row)
-        batch.size += size
-    if batch.contacts:
-        yield batch
+        pending.append((row, bulk_contact(row, shape)))
+        if len(pending) == max_contacts:
+            yield from _within_bytes(pending, max_bytes)
+            pending = []
+    if pending:
+        yield from _within_bytes(pending, max_bytes)
+
+
+def _within_bytes(pairs: list[tuple[dict[str, Any], dict[str, Any]]], max_bytes: int) -> Iterator[Batch]:
+    contacts = [contact for _, contact in pairs]
+    size = _body_size(contacts)
+    if size < max_bytes:
+        yield Batch(contacts=contacts, rows=[row for row, _ in pairs])
+    elif len(pairs) == 1:
+        raise ValueError(f"the contact {pairs[0][0]['email']} alone is {size:,} bytes, over bulk import's limit; "
+                         "map fewer or shorter custom fields")
+    else:
+        half = len(pairs) // 2
+        yield from _within_bytes(pairs[:half], max_bytes)
+        yield from _within_bytes(pairs[half:], max_bytes)
 
 
 def sync_fields(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Empty, Queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +42,12 @@ from ac_pipeline.sync.payloads import Batch, ContactShape, batches, sync_fields
 SMALL_CHANGE_SET = 10
 # A batch that ActiveCampaign reports failed or interrupted is safe to submit again, a few times.
 MAX_BATCH_ATTEMPTS = 5
+# Confirmed outcomes are committed by a thread of their own, all that arrived since its last commit
+# in one transaction: a DuckDB commit costs tens of milliseconds, and the push must not wait for it.
+# A crash loses at most the outcomes not yet committed; the resumed push sends them again, harmlessly.
+# Bulk imports sent at once: enough to hide a request's round trip behind the next one's wait for
+# the rate limit (which all of them share), few enough that a crash resends little.
+SUBMITTERS = 4
 
 OPTED_OUT = "unsubscribed from the list themselves; never re-subscribed by the sync"
 REFUSED = "ActiveCampaign did not import the contact (exclusion list, bounce, invalid address or account limit)"
@@ -96,6 +106,12 @@ class Push:
         self.max_in_flight = max_in_flight
         self._tag_ids: dict[str, str] | None = None
         self.shape: ContactShape | None = None  # set once the destination is resolved
+        # How long a bulk import is expected to take from submit to done (see _poll).
+        self._import_seconds = poll_interval
+        # Outcomes not yet handed to the saver thread, and the commit it is busy with.
+        self._unsaved: list[Outcome] = []
+        self._saving: Future[None] | None = None
+        self._saver: ThreadPoolExecutor | None = None
 
     # -- the whole push ----------------------------------------------------------------------------
 
@@ -103,8 +119,10 @@ class Push:
         started, requests_before = time.monotonic(), self.client.stats.requests
         todo = outstanding(changes, self.state.snapshot(self.audience.key))
         by_op = dict(todo.group_by("op").len().iter_rows()) if todo.height else {}
-        result = PushResult(pending={op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")},
-                            already_confirmed=changes.height - todo.height)
+        self.result = result = PushResult(
+            pending={op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")},
+            already_confirmed=changes.height - todo.height,
+        )
         if result.already_confirmed:
             self.log(f"resuming: {result.already_confirmed:,} changes were confirmed by an earlier attempt")
         if todo.height:
@@ -116,66 +134,110 @@ class Push:
                 field_ids=destination.field_ids,
                 tags=tuple(self.audience.tags),
             )
-            rows = todo.to_dicts()
-            one_by_one = [r for r in rows if r["op"] == "readd" or todo.height < SMALL_CHANGE_SET]
-            in_bulk = [r for r in rows if not (r["op"] == "readd" or todo.height < SMALL_CHANGE_SET)]
-            if in_bulk:
-                self._bulk(in_bulk, shape, result)
-            if one_by_one:
-                self._one_by_one(one_by_one, shape, result)
+            alone = (pl.col("op") == "readd") | pl.lit(todo.height < SMALL_CHANGE_SET)
+            in_bulk, one_by_one = todo.filter(~alone), todo.filter(alone)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state") as self._saver:
+                try:
+                    if in_bulk.height:
+                        self._bulk(in_bulk, shape)
+                    if one_by_one.height:
+                        self._one_by_one(one_by_one.to_dicts(), shape)
+                finally:
+                    self._save(wait_for_it=True)  # what was confirmed stays confirmed, even if the push stops
         result.requests = self.client.stats.requests - requests_before
         result.seconds = time.monotonic() - started
         return result
 
     # -- bulk import --------------------------------------------------------------------------------
 
-    def _bulk(self, rows: list[dict[str, Any]], shape: ContactShape, result: PushResult) -> None:
-        queue: deque[Batch] = deque(batches(rows, shape))
-        in_flight: deque[Batch] = deque()
-        self.log(f"sending {len(rows):,} contacts in {len(queue)} bulk imports")
-        while queue or in_flight:
-            submitted = False
-            if queue and len(in_flight) < self.max_in_flight:
-                submitted = self._submit(queue, in_flight, result)
-            settled = self._poll(queue, in_flight, result, max_polls=2 if submitted else 1)
-            if not submitted and not settled and in_flight:
-                time.sleep(self.poll_interval)
+    def _bulk(self, rows: pl.DataFrame, shape: ContactShape) -> None:
+        """Bulk-import `rows`: submitter threads send batches, while this thread polls the oldest
+        batches in flight, settles them and hands the outcomes to the saver.
 
-    def _submit(self, queue: deque[Batch], in_flight: deque[Batch], result: PushResult) -> bool:
-        batch = queue.popleft()
+        Several submitters keep one request's round trip from idling the account's budget; each takes
+        the next batch itself, so a poll waiting for the budget here never holds a submission back.
+        """
+        outbox = _Outbox(batches(rows.iter_rows(named=True), shape), self.max_in_flight)
+        reports: Queue[tuple[Batch, str | None, Exception | None]] = Queue()
+        in_flight: deque[Batch] = deque()
+        self.log(f"sending {rows.height:,} contacts in about {-(-rows.height // 250)} bulk imports")
+        submitters = [threading.Thread(target=self._submitter, args=(outbox, reports), name=f"bulk-import-{i}",
+                                       daemon=True) for i in range(SUBMITTERS)]
+        for thread in submitters:
+            thread.start()
         try:
-            batch.batch_id = self.client.bulk_import(batch.contacts, exclude_automations=self.audience.exclude_automations)
-        except BulkImportRejected as rejected:
+            while not (outbox.drained() and not in_flight):
+                due = in_flight[0].next_poll_at - time.monotonic() if in_flight else self.poll_interval
+                try:
+                    report = reports.get(timeout=min(max(due, 0.001), self.poll_interval))
+                    while True:  # every report that has arrived, then the polls that are due
+                        self._submitted(*report, outbox, in_flight)
+                        report = reports.get_nowait()
+                except Empty:
+                    pass
+                self._poll(outbox, in_flight)
+                self._save()
+        finally:
+            outbox.stopped.set()
+            for thread in submitters:
+                thread.join(timeout=60)  # a request under way finishes (or times out) first
+
+    def _submitter(self, outbox: "_Outbox", reports: "Queue[tuple[Batch, str | None, Exception | None]]") -> None:
+        while not outbox.stopped.is_set():
+            batch = outbox.take(timeout=self.poll_interval)
+            if batch is None:
+                continue
+            try:
+                reports.put((batch, self.client.bulk_import(
+                    batch.contacts, exclude_automations=self.audience.exclude_automations), None))
+            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which decides
+                reports.put((batch, None, exc))
+
+    def _submitted(self, batch: Batch, batch_id: str | None, error: Exception | None, outbox: "_Outbox",
+                   in_flight: deque[Batch]) -> None:
+        outbox.reported()
+        if isinstance(error, BulkImportRejected):
             # The whole batch was refused and nothing queued: set aside the contacts it named, resend the rest.
-            reasons = {f.index: f.reason for f in rejected.failures}
+            reasons = {f.index: f.reason for f in error.failures}
             bad = [Outcome(row, "rejected", reason=f"bulk import validation: {reasons[i]}")
                    for i, row in enumerate(batch.rows) if i in reasons]
             if not bad:
-                raise
-            self._commit(bad, result)
+                raise error
+            self._record(bad)
             rest = [i for i in range(len(batch.rows)) if i not in reasons]
-            if rest:
-                queue.appendleft(Batch(contacts=[batch.contacts[i] for i in rest], rows=[batch.rows[i] for i in rest]))
-            return False
+            outbox.release(again=Batch(contacts=[batch.contacts[i] for i in rest], rows=[batch.rows[i] for i in rest])
+                           if rest else None)
+            return
+        if error is not None:
+            raise error
+        batch.batch_id = batch_id
         batch.attempts += 1
+        batch.polls = 0
         batch.submitted_at = time.monotonic()
-        result.batches += 1
+        batch.next_poll_at = batch.submitted_at + self._import_seconds
+        self.result.batches += 1
         in_flight.append(batch)
-        return True
 
-    def _poll(self, queue: deque[Batch], in_flight: deque[Batch], result: PushResult, max_polls: int) -> bool:
-        """Ask after the oldest batches; settle the ones that finished. Returns whether any did."""
+    def _poll(self, outbox: "_Outbox", in_flight: deque[Batch]) -> bool:
+        """Ask after the oldest batches that are due; settle the ones that finished.
+
+        Polls share the account's budget with the imports, so a batch is first asked after once it is
+        expected to be done. The expectation follows what the polls see: it shrinks a little when a
+        batch is done at its first poll and grows more when it is not, which settles where about four
+        batches in five take a single poll. Returns whether any batch settled.
+        """
         settled = False
-        for _ in range(max_polls):
-            if not in_flight:
-                break
+        while in_flight and time.monotonic() >= in_flight[0].next_poll_at:
             batch = in_flight[0]
-            if time.monotonic() - batch.submitted_at < self.poll_interval:
-                break  # too young to be done; later ones are younger still
             info = self.client.import_info(batch.batch_id)  # type: ignore[arg-type]
+            first_poll = batch.polls == 0
+            batch.polls += 1
             if info.done:
                 in_flight.popleft()
-                self._settle(batch, set(info.failure), result)
+                outbox.release()
+                if first_poll:
+                    self._import_seconds *= 0.95
+                self._settle(batch, set(info.failure))
                 settled = True
             elif info.failed:
                 in_flight.popleft()
@@ -183,20 +245,21 @@ class Push:
                     raise PushIncomplete(f"bulk import {batch.batch_id} failed {batch.attempts} times; "
                                          "ActiveCampaign may be degraded, try again later")
                 self.log(f"bulk import {batch.batch_id} {info.status}; submitting it again")
-                result.batches_resubmitted += 1
-                queue.appendleft(batch)
+                self.result.batches_resubmitted += 1
+                outbox.release(again=batch)
             else:
-                break
+                if first_poll:
+                    self._import_seconds *= 1.2
+                batch.next_poll_at = time.monotonic() + self._import_seconds / 2
+                break  # later batches are younger still
         return settled
 
-    def _settle(self, batch: Batch, failed_emails: set[str], result: PushResult) -> None:
-        outcomes = []
-        for row in batch.rows:
-            if row["email"] not in failed_emails:
-                outcomes.append(Outcome(row, "confirmed", batch=batch.batch_id))
-            else:
-                outcomes.append(self._explain_failure(row, batch.batch_id))
-        self._commit(outcomes, result)
+    def _settle(self, batch: Batch, failed_emails: set[str]) -> None:
+        self._record([
+            Outcome(row, "confirmed", batch=batch.batch_id) if row["email"] not in failed_emails
+            else self._explain_failure(row, batch.batch_id)
+            for row in batch.rows
+        ])
 
     def _explain_failure(self, row: dict[str, Any], batch_id: str | None) -> Outcome:
         """import/info names only the emails that failed; ask ActiveCampaign what became of each."""
@@ -221,15 +284,11 @@ class Push:
 
     # -- one contact at a time ------------------------------------------------------------------------
 
-    def _one_by_one(self, rows: list[dict[str, Any]], shape: ContactShape, result: PushResult) -> None:
+    def _one_by_one(self, rows: list[dict[str, Any]], shape: ContactShape) -> None:
         self.log(f"sending {len(rows):,} contacts one at a time")
-        pending: list[Outcome] = []
         for row in rows:
-            pending.append(self._send_one(row, shape))
-            if len(pending) >= 20:
-                self._commit(pending, result)
-                pending = []
-        self._commit(pending, result)
+            self._record([self._send_one(row, shape)])
+            self._save()
 
     def _send_one(self, row: dict[str, Any], shape: ContactShape) -> Outcome:
         list_id = shape.list_id
@@ -263,12 +322,27 @@ class Push:
 
     # -- the snapshot and the ledger ------------------------------------------------------------------
 
-    def _commit(self, outcomes: list[Outcome], result: PushResult) -> None:
-        if not outcomes:
-            return
+    def _record(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            self.result.outcomes[outcome.status] += 1
+        self._unsaved.extend(outcomes)
+
+    def _save(self, wait_for_it: bool = False) -> None:
+        """Hand the recorded outcomes to the saver thread, unless it is still busy with the last ones
+        (they wait for its next commit); with `wait_for_it`, commit everything before returning."""
+        if self._saving is not None and (wait_for_it or self._saving.done()):
+            saving, self._saving = self._saving, None
+            saving.result()  # a failed commit stops the push here
+        if self._unsaved and self._saving is None:
+            outcomes, self._unsaved = self._unsaved, []
+            self._saving = self._saver.submit(self._commit, outcomes)
+            if wait_for_it:
+                self._save(wait_for_it=True)
+
+    def _commit(self, outcomes: list[Outcome]) -> None:
+        """Snapshot and ledger rows of these outcomes, in one transaction."""
         snapshot_rows, ledger_rows = [], []
         for o in outcomes:
-            result.outcomes[o.status] += 1
             ledger_rows.append({"email": o.row["email"], "op": o.row["op"], "batch": o.batch,
                                 "status": o.status, "reason": o.reason})
             if o.status == "failed":
@@ -288,3 +362,49 @@ class Push:
         self.state.commit_confirmed(self.audience.key, self.run_id,
                                     pl.DataFrame(snapshot_rows, schema=schema),
                                     pl.DataFrame(ledger_rows, schema=ledger_schema))
+
+
+class _Outbox:
+    """The batches still to send, taken one at a time by the submitter threads.
+
+    At most `max_in_flight` batches are out at once (sent and not yet settled): a slot is taken with a
+    batch and given back when the batch settles, so a crash resends at most that many.
+    """
+
+    def __init__(self, upcoming: Iterator[Batch], max_in_flight: int):
+        self._upcoming = upcoming
+        self._again: deque[Batch] = deque()  # sent before new batches: remainders, failed imports
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(max_in_flight)
+        self._exhausted = False
+        self._out = 0  # taken by a submitter, not yet reported back
+        self.stopped = threading.Event()
+
+    def take(self, timeout: float) -> Batch | None:
+        if not self._slots.acquire(timeout=timeout):
+            return None
+        with self._lock:
+            batch = self._again.popleft() if self._again else next(self._upcoming, None)
+            if batch is None:
+                self._exhausted = True
+            else:
+                self._out += 1
+        if batch is None:
+            self._slots.release()
+            self.stopped.wait(timeout)  # nothing to send now; a failed import may still come back
+        return batch
+
+    def reported(self) -> None:
+        with self._lock:
+            self._out -= 1
+
+    def release(self, again: Batch | None = None) -> None:
+        """A batch left flight; `again` is to be sent (once more)."""
+        with self._lock:
+            if again is not None:
+                self._again.append(again)
+        self._slots.release()
+
+    def drained(self) -> bool:
+        with self._lock:
+            return self._exhausted and not self._again and self._out == 0

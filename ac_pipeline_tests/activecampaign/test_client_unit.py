@@ -233,8 +233,8 @@ def test_bulk_import_rate_limit_400_waits_and_resends_without_a_retry() -> None:
         stats = client.stats
     assert len(seen) == 3
     assert (stats.retries, stats.rate_limited) == (0, 2)
-    # The first wait is our own spacing (0.6 s + 5%), which covers the pause of one slot; then the pause doubles.
-    assert clock.sleeps == [pytest.approx(0.63), pytest.approx(1.2)]
+    # The server said no although our window had room: pause one slot (0.6 s), then twice that.
+    assert clock.sleeps == [pytest.approx(0.6), pytest.approx(1.2)]
 
 
 def test_bulk_import_validation_rejection_maps_failures_to_indexes() -> None:

@@ -52,19 +52,29 @@ def test_scaled_limits_match_a_faster_sandbox() -> None:
     assert scaled.single_contact_imports_per_minute == 2_000
 
 
-def test_bulk_budgets_are_separate_and_also_count_as_requests() -> None:
+def test_bulk_budgets_are_sliding_windows_and_also_count_as_requests() -> None:
     limiter, clock = fake_limiter(
-        requests_per_second=100, bulk_imports_per_minute=60, single_contact_imports_per_minute=20, safety_margin=0.0
+        requests_per_second=100, bulk_imports_per_minute=100, single_contact_imports_per_minute=20, safety_margin=0.0
     )
-    limiter.acquire("multi")
-    limiter.acquire("single")
-    assert clock.now == pytest.approx(0.01)  # only the request spacing applies so far
+    for _ in range(100):  # a minute's allowance goes out at the pace of the per-second budget
+        limiter.acquire("multi")
+    assert clock.now == pytest.approx(0.99)
     limiter.acquire()  # a plain request is not held back by the bulk budgets
-    assert clock.now == pytest.approx(0.02)
-    limiter.acquire("multi")
-    assert clock.now == pytest.approx(1.0)  # 60 a minute: one a second
-    limiter.acquire("single")
-    assert clock.now == pytest.approx(3.01)  # 20 a minute: one every 3 s after the first single
+    assert clock.now == pytest.approx(1.0)
+    limiter.acquire("multi")  # the 101st waits until the first leaves the minute
+    assert clock.now == pytest.approx(60.0)
+    for _ in range(20):
+        limiter.acquire("single")
+    start = clock.now
+    limiter.acquire("single")  # 20 single-contact imports in any minute
+    assert clock.now == pytest.approx(start - 0.2 + 60.0, abs=0.02)
+
+
+def test_bulk_windows_shrink_with_the_speed() -> None:
+    limiter, clock = fake_limiter(**vars(RateLimits(safety_margin=0.0).scaled(20)))
+    for _ in range(101):
+        limiter.acquire("multi")
+    assert clock.now == pytest.approx(3.0)  # a sandbox at speed 20 allows 100 imports in any 3 s
 
 
 def test_pause_holds_back_everything_and_bulk_only_pause_only_bulk() -> None:

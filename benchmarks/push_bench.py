@@ -1,0 +1,134 @@
+"""How close the push gets to the ceiling ActiveCampaign's limits allow.
+
+Starts `ac-pipeline sandbox --speed 20` in its own process, then pushes through the same engine the
+`activecampaign_sync` asset uses (Push, with the sync state in a temporary DuckDB file):
+  1. 100,000 adds (a first sync),
+  2. 10,000 mixed changes (adds, updates and removals),
+  3. a sync with no changes.
+Prints contacts per minute as a share of the ceiling (25,000 a minute x speed: 100 bulk imports of 250
+contacts a minute), requests per changed contact, and the requests of the no-change sync.
+Targets: at least 0.9 of the ceiling; a no-change sync sends at most 3 requests.
+
+    python benchmarks/push_bench.py [--speed 20] [--adds 100000] [--changes 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+from ac_pipeline.activecampaign import ActiveCampaignClient, RateLimits
+from ac_pipeline.audiences.changes import diff
+from ac_pipeline.audiences.config import parse_audiences
+from ac_pipeline.state.store import SyncState
+from ac_pipeline.sync.push import Push
+
+AUDIENCE = """
+audiences:
+  - key: bench
+    list: {name: Benchmark list, create: true}
+    condition: "true"
+    fields:
+      email: email
+      first_name: first_name
+      last_name: last_name
+      phone: phone
+      custom: {Lifetime value: lifetime_value, Loyalty tier: loyalty_tier}
+      create_missing: true
+    tags: [benchmark]
+"""
+KEY = "bench-key"
+
+
+def members(n: int, offset: int = 0, version: str = "a") -> pl.DataFrame:
+    ids = pl.int_range(offset, offset + n, eager=True)
+    return pl.DataFrame({
+        "email": ids.cast(pl.String).map_elements(lambda i: f"customer{i}@example.com", return_dtype=pl.String),
+        "first_name": pl.Series(["Ada"] * n), "last_name": pl.Series(["Lovelace"] * n),
+        "phone": pl.Series(["+1 555 0100"] * n),
+        "field:Lifetime value": (ids * 7 % 5000).cast(pl.String),
+        "field:Loyalty tier": pl.Series(["gold"] * n),
+    }).with_columns(fields_hash=pl.concat_str([pl.col("email"), pl.lit(version)]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def push(client, state, audience, changes: pl.DataFrame, speed: float, run_id: str) -> tuple[float, int, int]:
+    before = client.stats.requests
+    started = time.perf_counter()
+    result = Push(client, state, audience, run_id, log=lambda m: None, poll_interval=1.0 / speed).run(changes)
+    seconds = time.perf_counter() - started
+    assert result.outcomes["failed"] == 0, result.outcomes
+    return seconds, client.stats.requests - before, sum(result.pending.values())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--speed", type=float, default=20.0)
+    parser.add_argument("--adds", type=int, default=100_000)
+    parser.add_argument("--changes", type=int, default=10_000)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ac-push-bench-"))
+    port = free_port()
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "ac_pipeline.cli", "sandbox", "--port", str(port), "--speed", repr(args.speed),
+         "--api-key", KEY],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        client = ActiveCampaignClient(url, KEY, limits=RateLimits(safety_margin=0.2).scaled(args.speed))
+        for _ in range(100):
+            try:
+                client.request("GET", "lists", params={"limit": 1})
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.1)
+        audience = parse_audiences(AUDIENCE).get("bench")
+        state = SyncState(work / "state.duckdb")
+        ceiling = 25_000 * args.speed  # contacts a minute: 100 imports x 250 contacts x speed
+        print(f"sandbox at speed {args.speed:g}: ceiling {ceiling:,.0f} contacts/minute")
+
+        first = members(args.adds)
+        seconds, requests, sent = push(client, state, audience, diff(first, state.snapshot("bench")), args.speed, "run-1")
+        rate = sent / seconds * 60
+        print(f"1. {sent:,} adds: {seconds:.1f} s, {rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, "
+              f"{requests:,} requests ({requests / sent:.4f} per contact)")
+
+        # 10,000 mixed changes: a third new, a third updated, a third leaving.
+        third = args.changes // 3
+        updated = members(third, 0, version="b")
+        kept = first.slice(third, args.adds - 2 * third)
+        added = members(args.changes - 2 * third, args.adds)
+        second = pl.concat([updated, kept, added])
+        changes = diff(second, state.snapshot("bench"))
+        seconds, requests, sent = push(client, state, audience, changes, args.speed, "run-2")
+        rate = sent / seconds * 60
+        print(f"2. {sent:,} mixed changes {dict(changes.group_by('op').len().iter_rows())}: {seconds:.1f} s, "
+              f"{rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, {requests:,} requests "
+              f"({requests / sent:.4f} per changed contact)")
+
+        changes = diff(second, state.snapshot("bench"))
+        seconds, requests, sent = push(client, state, audience, changes, args.speed, "run-3")
+        print(f"3. no changes: {requests} requests (target <= 3), {seconds:.2f} s")
+        client.close()
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
