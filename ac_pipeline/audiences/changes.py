@@ -24,7 +24,8 @@ def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
 
     members: one row per contact (email, fields_hash, mapped fields). snapshot: email, fields_hash,
     contact_id, status. Returns members' columns plus `op` and `contact_id`; removals carry only
-    email and contact_id.
+    email and contact_id. The comparison runs on (email, hash) alone; only the changed rows' other
+    columns are gathered afterwards.
     """
     known = snapshot.select(
         "email",
@@ -32,25 +33,27 @@ def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
         "contact_id",
         pl.col("status").alias("synced_status"),
     )
-    joined = members.join(known, on="email", how="left")
-    entering = joined.with_columns(
-        pl.when(pl.col("synced_status").is_null()).then(pl.lit("add"))
+    keys = members.select("email", "fields_hash").with_row_index("_row")
+    entering = keys.join(known, on="email", how="left").select(
+        "_row",
+        "contact_id",
+        op=pl.when(pl.col("synced_status").is_null()).then(pl.lit("add"))
         .when(pl.col("synced_status") == "removed").then(pl.lit("readd"))
         .when((pl.col("synced_status") == "member") & (pl.col("synced_hash") != pl.col("fields_hash")))
         .then(pl.lit("update"))
         .when((pl.col("synced_status") == "rejected") & (pl.col("synced_hash") != pl.col("fields_hash")))
         .then(pl.lit("add"))
-        .otherwise(pl.lit(None, dtype=pl.String))  # unchanged member, or opted out: nothing to send
-        .alias("op")
-    ).filter(pl.col("op").is_not_null())
+        .otherwise(pl.lit(None, dtype=pl.String)),  # unchanged member, or opted out: nothing to send
+    ).filter(pl.col("op").is_not_null()).sort("_row")
+    changed = members[entering.get_column("_row")].with_columns(entering.select("op", "contact_id"))
     leaving = (
         known.filter(pl.col("synced_status") == "member")
-        .join(members.select("email"), on="email", how="anti")
+        .join(keys.select("email"), on="email", how="anti")
         .select("email", "contact_id", pl.lit("remove").alias("op"))
     )
-    return pl.concat(
-        [entering.drop("synced_hash", "synced_status"), leaving], how="diagonal_relaxed"
-    ).select("op", "email", "contact_id", pl.exclude("op", "email", "contact_id"))
+    return pl.concat([changed, leaving], how="diagonal_relaxed").select(
+        "op", "email", "contact_id", pl.exclude("op", "email", "contact_id")
+    )
 
 
 def skipped_opt_outs(members: pl.DataFrame, snapshot: pl.DataFrame) -> int:

@@ -105,24 +105,17 @@ def email_is_valid(email: pl.Expr) -> pl.Expr:
     )
 
 
-def _deduplicate(valid: pl.DataFrame) -> pl.DataFrame:
-    """Mark all but one row per email as duplicates (newest update wins, then lowest customer id)."""
-    shared_mask = valid.get_column("email").is_duplicated()
-    if not shared_mask.any():
-        return valid
-    # Only the few rows that share an address need sorting.
-    shared = (
-        valid.filter(shared_mask)
-        .sort(["email", "updated_at", "customer_id"], descending=[False, True, False], nulls_last=True)
+def _duplicates(rows: pl.DataFrame, valid: pl.Series) -> pl.DataFrame:
+    """Row index and reason of every valid row that loses to another row with the same email
+    (the most recently updated wins, then the lowest customer id)."""
+    # Validity is a property of the email, so rows sharing a valid email are all valid.
+    shared = rows.with_row_index("_row").filter(valid & rows.get_column("email").is_duplicated())
+    return (
+        shared.sort(["email", "updated_at", "customer_id"], descending=[False, True, False], nulls_last=True)
         .with_columns(kept=pl.col("customer_id").first().over("email"))
-        .with_columns(
-            status=pl.when(pl.col("customer_id") == pl.col("kept")).then(pl.lit("member")).otherwise(pl.lit("duplicate")),
-            reason=pl.when(pl.col("customer_id") == pl.col("kept")).then(pl.lit(None, dtype=pl.String))
-            .otherwise(pl.format("same email as customer {}, which was updated more recently", pl.col("kept"))),
-        )
-        .drop("kept")
+        .filter(pl.col("customer_id") != pl.col("kept"))
+        .select("_row", reason=pl.format("same email as customer {}, which was updated more recently", pl.col("kept")))
     )
-    return pl.concat([valid.filter(~shared_mask), shared], how="vertical")
 
 
 def read_rows(connection: duckdb.DuckDBPyConnection, audience: Audience, source: Source) -> pl.DataFrame:
@@ -135,17 +128,33 @@ def read_rows(connection: duckdb.DuckDBPyConnection, audience: Audience, source:
         ) from None
 
 
+def _mark(status: pl.Series, reason: pl.Series, rows: pl.Series, new_status: str,
+          new_reason: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Set status and reason of the rows at the given indexes (only a few rows ever change)."""
+    if rows.len() == 0:
+        return status, reason
+    return status.scatter(rows, new_status), reason.scatter(rows, new_reason)
+
+
 def classify(rows: pl.DataFrame) -> pl.DataFrame:
-    """Normalise and validate emails and de-duplicate: adds `email`, `status` and `reason`."""
+    """Normalise and validate emails and de-duplicate: adds `email`, `status` and `reason`.
+
+    Every row is looked at once (normalise, one regex, one hash for duplicates); the detailed
+    reasons are worked out for the few rows that need one, and written in place.
+    """
     rows = rows.with_columns(email=normalise_email(pl.col("email_raw")))
-    valid_mask = rows.select(email_is_valid(pl.col("email"))).to_series()
-    valid = rows.filter(valid_mask).with_columns(status=pl.lit("member"), reason=pl.lit(None, dtype=pl.String))
-    rejected = rows.filter(~valid_mask).with_columns(
-        status=pl.lit("rejected"),
+    valid = rows.select(email_is_valid(pl.col("email"))).to_series()
+    status = pl.repeat("member", rows.height, dtype=pl.String, eager=True).alias("status")
+    reason = pl.repeat(None, rows.height, dtype=pl.String, eager=True).alias("reason")
+    invalid = rows.with_row_index("_row").filter(~valid).select(
+        "_row",
         # Both tests agree by construction; the fallback keeps a row from ever losing its reason.
         reason=email_rejection(pl.col("email")).fill_null(pl.lit("invalid email")),
     )
-    return pl.concat([_deduplicate(valid), rejected], how="vertical")
+    status, reason = _mark(status, reason, invalid.get_column("_row"), "rejected", invalid.get_column("reason"))
+    duplicates = _duplicates(rows, valid)
+    status, reason = _mark(status, reason, duplicates.get_column("_row"), "duplicate", duplicates.get_column("reason"))
+    return rows.with_columns(status, reason)
 
 
 def member_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience],
@@ -182,10 +191,17 @@ def compute_members(connection: duckdb.DuckDBPyConnection, audience: Audience, b
     """Every selected row of the audience with its email, status (member/rejected/duplicate/excluded),
     reason, mapped fields and `fields_hash`."""
     rows = classify(read_rows(connection, audience, source))
-    for reason, emails in excluded_emails(connection, audience, by_key, source).items():
-        hit = (pl.col("status") == "member") & pl.col("email").is_in(emails.implode())
-        rows = rows.with_columns(
-            pl.when(hit).then(pl.lit("excluded")).otherwise(pl.col("status")).alias("status"),
-            pl.when(hit).then(pl.lit(f"excluded: {reason}")).otherwise(pl.col("reason")).alias("reason"),
+    exclusions = [pl.DataFrame({"email": emails, "reason": f"excluded: {why}"}, schema={"email": pl.String, "reason": pl.String})
+                  for why, emails in excluded_emails(connection, audience, by_key, source).items()]
+    if exclusions:
+        # One lookup for all exclusions; an address excluded for several reasons shows the first.
+        excluded = pl.concat(exclusions).unique("email", keep="first", maintain_order=True)
+        hits = (
+            rows.select("email", "status").with_row_index("_row")
+            .filter(pl.col("status") == "member")
+            .join(excluded, on="email", how="inner")
         )
+        status, reason = _mark(rows.get_column("status"), rows.get_column("reason"), hits.get_column("_row"),
+                               "excluded", hits.get_column("reason"))
+        rows = rows.with_columns(status, reason)
     return rows
