@@ -21,22 +21,10 @@ from ac_pipeline.activecampaign import (
     RetriesExhausted,
     ValidationError,
 )
+from ac_pipeline_tests.activecampaign.fakes import FakeClock
 
 KEY = "unit-secret-key-0123456789"
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def scripted(*answers: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:

@@ -8,19 +8,7 @@ import time
 import pytest
 
 from ac_pipeline.activecampaign.ratelimit import RateLimiter, RateLimits, RateLimitTimeout
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from ac_pipeline_tests.activecampaign.fakes import FakeClock
 
 
 def fake_limiter(**limits) -> tuple[RateLimiter, FakeClock]:
