@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ac_pipeline.customer360.generate import generate
+from ac_pipeline.defs.activecampaign.local_sandbox import stop_local_sandbox
 from ac_pipeline.settings import Paths, paths
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,7 +28,7 @@ def sample_360(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> Paths:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> Iterator[Paths]:
     """A pipeline home with its own copy of the sample customer 360 and the sample audiences."""
     monkeypatch.setenv("AC_PIPELINE_HOME", str(tmp_path))
     for name in ("AC_PIPELINE_CUSTOMER_360", "AC_PIPELINE_AUDIENCES", "AC_PIPELINE_STATE", "AC_PIPELINE_ASSETS",
@@ -33,4 +36,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> P
         monkeypatch.delenv(name, raising=False)
     shutil.copy(sample_360, tmp_path / "customer_360.duckdb")
     shutil.copy(SAMPLE_AUDIENCES, tmp_path / "audiences.yaml")
-    return paths()
+    # A run without ACTIVECAMPAIGN_API_URL starts the built-in sandbox: on a port of its own, stopped after.
+    monkeypatch.setenv("AC_PIPELINE_SANDBOX_PORT", str(free_port()))
+    where = paths()
+    yield where
+    stop_local_sandbox(where.sandbox_state)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

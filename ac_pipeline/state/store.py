@@ -19,6 +19,7 @@ own process.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,8 @@ import duckdb
 import polars as pl
 
 SCHEMA_VERSION = 1
+# How long a step waits for another process to let go of the state file before giving up.
+LOCK_WAIT_SECONDS = 60
 
 # Each migration takes the database from version N-1 to N. Append, never edit a released one.
 MIGRATIONS: dict[int, list[str]] = {
@@ -108,14 +111,14 @@ class SyncState:
             read_only = False  # first use: create it
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = duckdb.connect(str(self.path), read_only=read_only)
+        connection = self._open(read_only)
         try:
             connection.execute("SET enable_progress_bar = false")  # no bars on a step's stderr
             version = self._version(connection)
             if version < SCHEMA_VERSION:
                 if read_only:
                     connection.close()
-                    connection = duckdb.connect(str(self.path))
+                    connection = self._open(read_only=False)
                 self._migrate(connection, version)
             elif version > SCHEMA_VERSION:
                 raise StateError(
@@ -125,6 +128,30 @@ class SyncState:
             yield connection
         finally:
             connection.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting while another process holds it.
+
+        DuckDB lets one process at a time have a file open for writing, and refuses every other process
+        meanwhile, readers included. Audiences sync side by side (a backfill runs them in parallel), so one
+        run's diff may ask while another run's push commits: each holds the file for milliseconds, so
+        waiting a little is the answer, not failing the step.
+        """
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise StateError(
+                        f"{self.path} stayed locked by another process for {LOCK_WAIT_SECONDS} s; is something "
+                        "holding it open (a DuckDB shell, a notebook)? Close it and run again"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     @staticmethod
     def _version(connection: duckdb.DuckDBPyConnection) -> int:

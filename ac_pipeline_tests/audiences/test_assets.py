@@ -10,10 +10,12 @@ from ac_pipeline.definitions import build_definitions
 from ac_pipeline.state.store import SyncState
 
 
-def _run(defs: dg.Definitions, partition: str, tags: dict[str, str] | None = None, instance=None):
-    job = defs.resolve_job_def("audience_sync")
-    return job.execute_in_process(partition_key=partition, tags=tags, raise_on_error=False,
-                                  instance=instance or dg.DagsterInstance.ephemeral())
+def _run(defs: dg.Definitions, partition: str, tags: dict[str, str] | None = None):
+    """Materialize the two audience assets (not the push: these tests stand in for it).
+    Resolved assets come with their resources bound."""
+    assets = [defs.resolve_assets_def(name) for name in ("audience_members", "audience_changes")]
+    return dg.materialize(assets, partition_key=partition, tags=tags, raise_on_error=False,
+                          instance=dg.DagsterInstance.ephemeral())
 
 
 def _metadata(result, asset: str) -> dict:

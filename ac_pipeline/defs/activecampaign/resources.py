@@ -57,7 +57,7 @@ class ActiveCampaignResource(dg.ConfigurableResource):
             url = ensure_local_sandbox(Path(self.sandbox_state), self.sandbox_port, self.sandbox_speed)
             key = SANDBOX_API_KEY
         else:
-            if not self.api_key:
+            if not (self.api_key or "").strip():
                 raise dg.Failure(
                     "ACTIVECAMPAIGN_API_URL is set but ACTIVECAMPAIGN_API_KEY is empty: set the key from "
                     "Settings -> Developer in ActiveCampaign", allow_retries=False)
