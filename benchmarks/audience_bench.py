@@ -72,10 +72,10 @@ def measure(database: Path, audiences_file: Path, key: str, state: Path) -> dict
 
         started = time.perf_counter()
         rows = compute_members(connection, audience, catalog.by_key, catalog.source)
-    members = rows.filter(pl.col("status") == "member").drop("status", "reason")
     snapshot = SyncState(state).snapshot(key)
-    changes = diff(members, snapshot)
+    changes = diff(rows, snapshot)  # as audience_changes does: the member rows of audience_members
     pipeline = time.perf_counter() - started
+    members = rows.filter(pl.col("status") == "member")
     peak_mb = peak_memory_mb()
     return {"audience": key, "selected": floor_rows, "members": members.height, "snapshot": snapshot.height,
             "changes": changes.height, "floor_s": floor, "pipeline_s": pipeline, "ratio": pipeline / floor,

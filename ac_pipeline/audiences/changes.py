@@ -19,38 +19,52 @@ import polars as pl
 OPS = ("add", "readd", "update", "remove")
 
 
+def _members_only(members: pl.DataFrame) -> pl.Expr:
+    # audience_members keeps every selected row with its status; a plain frame is all members.
+    return (pl.col("status") == "member") if "status" in members.columns else pl.lit(True)
+
+
 def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
     """Changes that take `snapshot` to `members`.
 
-    members: one row per contact (email, fields_hash, mapped fields). snapshot: email, fields_hash,
-    contact_id, status. Returns members' columns plus `op` and `contact_id`; removals carry only
-    email and contact_id. The comparison runs on (email, hash) alone; only the changed rows' other
-    columns are gathered afterwards.
+    members: one row per contact (email, fields_hash, mapped fields), or the whole audience_members
+    table, whose rows with status `member` count. snapshot: email, fields_hash, contact_id, status.
+    Returns the members' columns plus `op` and `contact_id`; removals carry only email and contact_id.
+
+    The comparison runs on narrow columns only, joined on a 64-bit hash of the email (a join on strings
+    costs several times more) and kept only where the emails are equal, so a hash collision can never
+    pair two people. The changed rows' other columns are gathered at the end.
     """
-    known = snapshot.select(
-        "email",
-        pl.col("fields_hash").alias("synced_hash"),
-        "contact_id",
-        pl.col("status").alias("synced_status"),
+    keys = (
+        members.select("email", "fields_hash", _member=_members_only(members)).with_row_index("_row")
+        .filter(pl.col("_member")).drop("_member")
+        .with_columns(_h=pl.col("email").hash())
     )
-    keys = members.select("email", "fields_hash").with_row_index("_row")
-    entering = keys.join(known, on="email", how="left").select(
+    known = snapshot.select(
+        "email", pl.col("fields_hash").alias("synced_hash"), "contact_id", pl.col("status").alias("synced_status"),
+    ).with_row_index("_srow").with_columns(_h=pl.col("email").hash())
+    pairs = keys.join(known, on="_h", how="inner").filter(pl.col("email") == pl.col("email_right"))
+    returning = pairs.select(
         "_row",
         "contact_id",
-        op=pl.when(pl.col("synced_status").is_null()).then(pl.lit("add"))
-        .when(pl.col("synced_status") == "removed").then(pl.lit("readd"))
+        op=pl.when(pl.col("synced_status") == "removed").then(pl.lit("readd"))
         .when((pl.col("synced_status") == "member") & (pl.col("synced_hash") != pl.col("fields_hash")))
         .then(pl.lit("update"))
         .when((pl.col("synced_status") == "rejected") & (pl.col("synced_hash") != pl.col("fields_hash")))
         .then(pl.lit("add"))
         .otherwise(pl.lit(None, dtype=pl.String)),  # unchanged member, or opted out: nothing to send
-    ).filter(pl.col("op").is_not_null()).sort("_row")
-    changed = members[entering.get_column("_row")].with_columns(entering.select("op", "contact_id"))
-    leaving = (
-        known.filter(pl.col("synced_status") == "member")
-        .join(keys.select("email"), on="email", how="anti")
-        .select("email", "contact_id", pl.lit("remove").alias("op"))
+    ).filter(pl.col("op").is_not_null())
+    new = keys.filter(~pl.col("_row").is_in(pairs.get_column("_row").implode())).select(
+        "_row", contact_id=pl.lit(None, dtype=pl.String), op=pl.lit("add"))
+    entering = pl.concat([returning, new]).sort("_row")
+    changed = (
+        members[entering.get_column("_row")]
+        .drop([c for c in ("status", "reason") if c in members.columns])
+        .with_columns(entering.select("op", "contact_id"))
     )
+    leaving = known.filter(
+        (pl.col("synced_status") == "member") & ~pl.col("_srow").is_in(pairs.get_column("_srow").implode())
+    ).select("email", "contact_id", op=pl.lit("remove"))
     return pl.concat([changed, leaving], how="diagonal_relaxed").select(
         "op", "email", "contact_id", pl.exclude("op", "email", "contact_id")
     )
@@ -58,8 +72,8 @@ def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
 
 def skipped_opt_outs(members: pl.DataFrame, snapshot: pl.DataFrame) -> int:
     """Audience members who unsubscribed themselves and so are left alone."""
-    opted_out = snapshot.filter(pl.col("status") == "opted_out").select("email")
-    return members.join(opted_out, on="email", how="semi").height
+    opted_out = snapshot.filter(pl.col("status") == "opted_out").get_column("email")
+    return members.filter(_members_only(members) & pl.col("email").is_in(opted_out.implode())).height
 
 
 def counts(changes: pl.DataFrame) -> dict[str, int]:

@@ -85,3 +85,17 @@ def test_the_first_sync_is_all_adds() -> None:
     members = pl.DataFrame({"email": ["a@x.io", "b@x.io"], "fields_hash": ["1", "2"]})
     empty = pl.DataFrame(schema={"email": pl.String, "fields_hash": pl.String, "contact_id": pl.String, "status": pl.String})
     assert counts(diff(members, empty)) == {"add": 2, "readd": 0, "update": 0, "remove": 0}
+
+
+def test_the_audience_members_table_counts_only_its_member_rows() -> None:
+    table = pl.DataFrame({
+        "email": ["a@x.io", "a@x.io", "bad", "b@x.io"],
+        "fields_hash": ["1", "1", None, "2"],
+        "status": ["member", "duplicate", "rejected", "member"],
+        "reason": [None, "same email as customer 1", "email missing", None],
+    })
+    snapshot = pl.DataFrame({"email": ["b@x.io", "c@x.io"], "fields_hash": ["2", "3"], "contact_id": [None, "9"],
+                             "status": ["member", "member"]})
+    changes = diff(table, snapshot).sort("email")
+    assert changes.select("op", "email", "contact_id").rows() == [("add", "a@x.io", None), ("remove", "c@x.io", "9")]
+    assert "status" not in changes.columns and "reason" not in changes.columns

@@ -98,9 +98,9 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         """
         started = time.perf_counter()
         audience = audiences.load().get(context.partition_key)
-        members = audience_members.filter(pl.col("status") == "member").drop("status", "reason")
         snapshot = sync_state.store().snapshot(context.partition_key)
-        diff = audience_changes_lib.diff(members, snapshot)
+        diff = audience_changes_lib.diff(audience_members, snapshot)  # its `member` rows
+        member_count = audience_members.filter(pl.col("status") == "member").height
         counts = audience_changes_lib.counts(diff)
         synced = snapshot.filter(pl.col("status") == "member").height
         preview = pl.concat(
@@ -114,14 +114,14 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                 "updates": counts["update"],
                 "removals": counts["remove"],
                 "changes": diff.height,
-                "members": members.height,
+                "members": member_count,
                 "synced_members": synced,
-                "skipped_opted_out": audience_changes_lib.skipped_opt_outs(members, snapshot),
+                "skipped_opted_out": audience_changes_lib.skipped_opt_outs(audience_members, snapshot),
                 "seconds": round(time.perf_counter() - started, 3),
                 "preview": dg.MetadataValue.md(markdown_preview(preview, rows=20)),
             },
         )
         override = config.allow_removals or overridden(context.run.tags.get(OVERRIDE_TAG), audience.key)
-        yield removal_guard_result(audience, synced, counts["remove"], members.height, override)
+        yield removal_guard_result(audience, synced, counts["remove"], member_count, override)
 
     return [audience_members, audience_changes]
