@@ -108,3 +108,11 @@ def test_the_guard_blocks_a_mass_removal_until_a_person_overrides_it(home) -> No
     assert allowed.success
     [verdict] = _guard(allowed)
     assert verdict.passed and "Overridden" in verdict.description
+
+
+def test_a_missing_customer_360_says_how_to_make_one(home) -> None:
+    home.customer_360.unlink()
+    result = _run(build_definitions(), "vip_customers")
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "ac-pipeline generate" in failure.event_specific_data.error.message

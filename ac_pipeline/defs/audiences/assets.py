@@ -6,6 +6,7 @@ location loads.
 
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -48,6 +49,10 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         started = time.perf_counter()
         catalog = audiences.load()
         audience = catalog.get(context.partition_key)
+        if not Path(customer_360.database).exists():
+            raise dg.Failure(
+                f"no customer 360 at {customer_360.database}: run `ac-pipeline generate` for the sample one, "
+                "or point AC_PIPELINE_CUSTOMER_360 at yours", allow_retries=False)
         with customer_360.get_connection() as connection:
             check_against_columns(audience, connection, catalog.source.table)
             rows = compute_members(connection, audience, catalog.by_key, catalog.source)
