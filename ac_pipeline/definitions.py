@@ -11,6 +11,7 @@ from ac_pipeline.defs.activecampaign.resources import activecampaign_resource
 from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
+from ac_pipeline.defs.audiences.schedules import build_daily_sync
 from ac_pipeline.defs.io import PolarsParquetIOManager
 from ac_pipeline.settings import Paths, paths
 
@@ -31,6 +32,7 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[members, changes, push],
         jobs=[sync_job],
+        schedules=[build_daily_sync(sync_job, partitions)],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
             "customer_360": DuckDBResource(database=str(where.customer_360), connection_config={"access_mode": "READ_ONLY"}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 import dagster as dg
 import polars as pl
@@ -116,3 +118,14 @@ def test_a_missing_customer_360_says_how_to_make_one(home) -> None:
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "ac-pipeline generate" in failure.event_specific_data.error.message
+
+
+def test_the_daily_schedule_asks_for_one_run_per_audience_and_starts_stopped(home) -> None:
+    defs = build_definitions()
+    schedule = defs.resolve_schedule_def("daily_audience_sync")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 6),
+                                        repository_def=defs.get_repository_def())
+    requests = list(schedule.evaluate_tick(context).run_requests)
+    assert [r.partition_key for r in requests] == ["vip_customers", "lapsed_buyers", "newsletter_canada", "welcome_series"]
+    assert len({r.run_key for r in requests}) == 4
