@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_AUDIENCES = REPO / "data" / "audiences.yaml"
 
 # Fixtures for every suite: real sandboxes (`sandbox`, `make_sandbox`) and a pipeline wired to one.
+from ac_pipeline_tests.fixtures.network import free_port  # noqa: E402
 from ac_pipeline_tests.fixtures.pipeline import pipeline  # noqa: E402,F401
 from ac_pipeline_tests.fixtures.sandbox import make_sandbox, sandbox, sandbox_server  # noqa: E402,F401
 
@@ -42,8 +42,3 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> I
     yield where
     stop_local_sandbox(where.sandbox_state)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,22 +14,11 @@ from pathlib import Path
 import dagster as dg
 
 from ac_pipeline.defs.activecampaign.local_sandbox import stop_local_sandbox
+from ac_pipeline_tests.fixtures.network import free_port, port_open
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = ["vip_customers", "lapsed_buyers", "newsletter_canada", "welcome_series"]
 COLUMNS = ["members", "rejected", "adds", "updates", "removals", "requests", "seconds"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -71,7 +59,7 @@ def test_the_demo_syncs_everything_then_only_what_changed(tmp_path: Path) -> Non
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "data" / "audiences.yaml", home / "audiences.yaml")
-    port = _free_port()
+    port = free_port()
     env = _clean_env(AC_PIPELINE_HOME=str(home), AC_PIPELINE_SANDBOX_PORT=str(port))
     # From another directory, so that nothing lands in the repository's data/.
     try:
@@ -111,6 +99,6 @@ def test_the_demo_syncs_everything_then_only_what_changed(tmp_path: Path) -> Non
     assert (home / "sandbox.sqlite").exists() and (home / "customer_360.duckdb").exists()
     assert not (home / "sandbox.sqlite.pid").exists()
     deadline = time.monotonic() + 15
-    while _port_open(port) and time.monotonic() < deadline:
+    while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _port_open(port), f"a sandbox still answers on port {port}"
+    assert not port_open(port), f"a sandbox still answers on port {port}"

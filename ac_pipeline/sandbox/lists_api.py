@@ -9,8 +9,8 @@ from starlette.routing import Route
 from ac_pipeline.sandbox.responses import (
     answer,
     base_url,
+    collection,
     not_found,
-    page_params,
     required_id,
     state_of,
     text_of,
@@ -25,16 +25,10 @@ REQUIRED_LIST_ATTRIBUTES = ("name", "stringid", "sender_url", "sender_reminder")
 
 async def list_lists(request: Request) -> JSONResponse:
     """`filters[name]` matches part of the name, ignoring case: clients pick the exact match themselves."""
-    store = state_of(request).store
-    limit, offset = page_params(request.query_params)
     name = request.query_params.get("filters[name]")
-    sql, args = "SELECT * FROM lists", []
     if name:
-        sql += " WHERE instr(lower(name), ?) > 0"
-        args.append(name.lower())
-    rows, total = store.page(f"{sql} ORDER BY id", args, limit, offset)
-    base = base_url(request)
-    return answer({"lists": [list_json(row, base) for row in rows], "meta": {"total": str(total)}})
+        return collection(request, "lists", "lists", list_json, "instr(lower(name), ?) > 0", [name.lower()])
+    return collection(request, "lists", "lists", list_json)
 
 
 async def create_list(request: Request) -> JSONResponse:
@@ -68,11 +62,7 @@ async def get_list(request: Request) -> JSONResponse:
 
 
 async def list_groups(request: Request) -> JSONResponse:
-    store = state_of(request).store
-    limit, offset = page_params(request.query_params)
-    rows, total = store.page("SELECT * FROM user_groups ORDER BY id", (), limit, offset)
-    base = base_url(request)
-    return answer({"groups": [group_json(row, base) for row in rows], "meta": {"total": str(total)}})
+    return collection(request, "groups", "user_groups", group_json)
 
 
 async def create_group(request: Request) -> JSONResponse:
@@ -91,11 +81,7 @@ async def create_group(request: Request) -> JSONResponse:
 
 
 async def list_list_groups(request: Request) -> JSONResponse:
-    store = state_of(request).store
-    limit, offset = page_params(request.query_params)
-    rows, total = store.page("SELECT * FROM list_groups ORDER BY id", (), limit, offset)
-    base = base_url(request)
-    return answer({"listGroups": [list_group_json(row, base) for row in rows], "meta": {"total": str(total)}})
+    return collection(request, "listGroups", "list_groups", list_group_json)
 
 
 async def create_list_group(request: Request) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import QueryParams
@@ -121,3 +122,13 @@ def required_id(data: dict[str, Any], attribute: str, wrapper: str) -> int:
             f"{wrapper}.{attribute} is required and must be an id (a number)",
         )
     return value
+
+
+def collection(request: Request, plural: str, table: str, to_json: Callable[[Any, str], dict[str, Any]],
+               where: str = "", args: Sequence[Any] = ()) -> JSONResponse:
+    """A page of a table, in id order, as the API lists a collection: {plural: [...], "meta": {"total": "N"}}."""
+    limit, offset = page_params(request.query_params)
+    sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "")
+    rows, total = state_of(request).store.page(f"{sql} ORDER BY id", args, limit, offset)
+    base = base_url(request)
+    return answer({plural: [to_json(row, base) for row in rows], "meta": {"total": str(total)}})

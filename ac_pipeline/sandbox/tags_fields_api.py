@@ -12,6 +12,7 @@ from ac_pipeline.sandbox.responses import (
     ApiError,
     answer,
     base_url,
+    collection,
     int_param,
     not_found,
     page_params,
@@ -37,16 +38,10 @@ def tag_error(status: int, title: str, detail: str = "", attribute: str | None =
 
 async def list_tags(request: Request) -> JSONResponse:
     """`search` matches part of the tag name, ignoring case."""
-    store = state_of(request).store
-    limit, offset = page_params(request.query_params)
     search = request.query_params.get("search")
-    sql, args = "SELECT * FROM tags", []
     if search:
-        sql += " WHERE instr(lower(tag), ?) > 0"
-        args.append(search.lower())
-    rows, total = store.page(f"{sql} ORDER BY id", args, limit, offset)
-    base = base_url(request)
-    return answer({"tags": [tag_json(row, base) for row in rows], "meta": {"total": str(total)}})
+        return collection(request, "tags", "tags", tag_json, "instr(lower(tag), ?) > 0", [search.lower()])
+    return collection(request, "tags", "tags", tag_json)
 
 
 async def create_tag(request: Request) -> JSONResponse:
@@ -145,16 +140,10 @@ async def create_field(request: Request) -> JSONResponse:
 
 
 async def list_field_values(request: Request) -> JSONResponse:
-    store = state_of(request).store
-    limit, offset = page_params(request.query_params)
     field_id = int_param(request.query_params, "filters[fieldid]")
-    sql, args = "SELECT * FROM field_values", []
     if field_id is not None:
-        sql += " WHERE field_id = ?"
-        args.append(field_id)
-    rows, total = store.page(f"{sql} ORDER BY id", args, limit, offset)
-    base = base_url(request)
-    return answer({"fieldValues": [field_value_json(row, base) for row in rows], "meta": {"total": str(total)}})
+        return collection(request, "fieldValues", "field_values", field_value_json, "field_id = ?", [field_id])
+    return collection(request, "fieldValues", "field_values", field_value_json)
 
 
 async def set_field_value(request: Request) -> JSONResponse:

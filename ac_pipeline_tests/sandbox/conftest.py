@@ -7,11 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from ac_pipeline.sandbox import SandboxServer
-from ac_pipeline_tests.fixtures.sandbox import make_sandbox, sandbox  # noqa: F401  (fixtures)
 from ac_pipeline_tests.sandbox.helpers import Api
 
 
 @pytest.fixture
-def api(sandbox: SandboxServer) -> Iterator[Api]:  # noqa: F811  (the fixture above)
+def api(sandbox: SandboxServer) -> Iterator[Api]:
     with Api(sandbox) as client:
         yield client

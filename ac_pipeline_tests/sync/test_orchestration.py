@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.admin_client import SandboxAdmin
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import QUIET, Pipeline, materialization
+from ac_pipeline_tests.fixtures.network import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = "audience_sync"
@@ -109,22 +109,10 @@ WELCOME_LIST_CREATED = "list: {name: Welcome series, create: true}"
 WELCOME_LIST_MUST_EXIST = "list: {name: Welcome series, create: false}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _wait_until_closed(port: int, seconds: float = 15.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not _port_open(port):
+        if not port_open(port):
             return True
         time.sleep(0.1)
     return False
@@ -375,10 +363,10 @@ def test_a_configuration_error_fails_clearly_and_is_not_retried(pipeline: Pipeli
 # --- 6. the built-in sandbox -----------------------------------------------------------------------
 
 def test_without_an_account_the_sync_starts_the_built_in_sandbox(home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("AC_PIPELINE_SANDBOX_PORT", str(port))
     monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", "50")
-    assert not _port_open(port)
+    assert not port_open(port)
     defs = build_definitions()
     assert defs.resources["activecampaign"].uses_sandbox
     try:
