@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "generate": "ac_pipeline.customer360.cli",
     "sandbox": "ac_pipeline.sandbox.cli",
     "demo": "ac_pipeline.demo",
+    "check": "ac_pipeline.defs.activecampaign.check",
 }
 
 

@@ -102,3 +102,18 @@ def test_the_demo_syncs_everything_then_only_what_changed(tmp_path: Path) -> Non
     while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not port_open(port), f"a sandbox still answers on port {port}"
+
+
+def test_the_connection_check_says_what_it_found_or_what_to_fix(sandbox, monkeypatch, capsys) -> None:
+    from ac_pipeline.cli import main
+
+    monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
+    monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", sandbox.api_key)
+    assert main(["check"]) == 0
+    assert "user groups: Admin" in capsys.readouterr().out
+
+    monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", "wrong-key-7f3a9c")
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "ACTIVECAMPAIGN_API_KEY" in out
+    assert "wrong-key-7f3a9c" not in out and sandbox.api_key not in out
