@@ -257,14 +257,6 @@ class SyncState:
             {"audience": audience, "run_id": run_id, "now": now},
         )
 
-    def record_outcomes(self, audience: str, run_id: str, rows: pl.DataFrame) -> None:
-        """Append ledger rows that do not move the snapshot (failures, requests in flight)."""
-        if rows.is_empty():
-            return
-        rows = _conform(rows, LEDGER_COLUMNS, "ledger rows")
-        with self.connect() as connection:
-            self._append_ledger(connection, audience, run_id, rows, _now())
-
     def ledger(self, audience: str, run_id: str | None = None) -> pl.DataFrame:
         query = "SELECT run_id, email, op, batch, status, reason, recorded_at FROM ledger WHERE audience = $audience"
         params: dict[str, str] = {"audience": audience}

@@ -19,7 +19,6 @@ class DestinationError(RuntimeError):
 @dataclass(frozen=True)
 class Destination:
     list_id: str
-    list_name: str
     # custom field title (as written in audiences.yaml) -> ActiveCampaign field id
     field_ids: dict[str, str]
     created_list: bool = False
@@ -86,4 +85,4 @@ def resolve_fields(client: ActiveCampaignClient, audience: Audience) -> tuple[di
 def resolve(client: ActiveCampaignClient, audience: Audience) -> Destination:
     list_id, created_list = resolve_list(client, audience)
     field_ids, created_fields = resolve_fields(client, audience)
-    return Destination(list_id, audience.list.name, field_ids, created_list, tuple(created_fields))
+    return Destination(list_id, field_ids, created_list, tuple(created_fields))

@@ -104,6 +104,8 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                 "requests_per_change": round(result.requests / sent, 4) if sent else 0.0,
                 "list": audience.list.name,
                 "list_id": result.destination.list_id if result.destination else "",
+                "list_created": bool(result.destination and result.destination.created_list),
+                "fields_created": ", ".join(result.destination.created_fields) if result.destination else "",
                 "destination": activecampaign.describe(),
                 **{f"client_{k}": v for k, v in stats.as_metadata().items() if k != "requests"},
             }
