@@ -154,7 +154,9 @@ class Push:
     def _set_aside_opt_outs(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Removals of people who already unsubscribed from the list themselves are not sent: they are
         recorded as opted out, so that re-entering the audience never re-subscribes them (a "removed"
-        contact would be). Costs one request per 100 unsubscribed contacts, and only when removing."""
+        contact would be). Costs one request per 100 unsubscribed contacts, and only when removing.
+        Someone who unsubscribes in the seconds between this read and our unsubscribe is recorded as
+        removed: the API does not say who unsubscribed a contact, so that window cannot be closed here."""
         leaving = rows.filter(pl.col("op") == "remove")
         if leaving.is_empty():
             return rows
@@ -276,7 +278,8 @@ class Push:
         ])
 
     def _explain_failure(self, row: dict[str, Any], batch_id: str | None) -> Outcome:
-        """import/info names only the emails that failed; ask ActiveCampaign what became of each."""
+        """import/info names only the emails that failed; ask ActiveCampaign what became of each
+        (two requests a failure: cheap while failures are few, slow if thousands fail at once)."""
         contact = self.client.find_contact(row["email"])
         status = self._list_status(contact["id"]) if contact else None
         contact_id = str(contact["id"]) if contact else None
