@@ -94,12 +94,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"generated a sample customer 360 of {args.customers:,} customers in {time.perf_counter() - started:.1f} s: {where.customer_360}")
     defs = build_definitions(where)
     resource = defs.resources["activecampaign"]
-    destination = resource.describe() if hasattr(resource, "describe") else "ActiveCampaign"
     if resource.uses_sandbox:
         print(f"destination: the built-in sandbox at speed {resource.sandbox_speed:g} (limits x {resource.sandbox_speed:g}); "
               "set ACTIVECAMPAIGN_API_URL and ACTIVECAMPAIGN_API_KEY for a real account")
     else:
-        print(f"destination: {destination}")
+        print(f"destination: {resource.describe()}")
     instance = dg.DagsterInstance.get()
     try:
         ok = _sync_all(defs, instance, "sync 1: every audience")

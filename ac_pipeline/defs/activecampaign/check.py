@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource, activecampaign_resource
+    from ac_pipeline.defs.activecampaign.resources import activecampaign_resource
     from ac_pipeline.settings import paths
 
     configured = activecampaign_resource(paths())
@@ -26,7 +26,6 @@ def run(args: argparse.Namespace) -> int:
     resource = configured.model_copy(update={"api_url": os.environ.get("ACTIVECAMPAIGN_API_URL") or None,
                                              "api_key": os.environ.get("ACTIVECAMPAIGN_API_KEY") or None}) \
         if not configured.uses_sandbox else configured
-    assert isinstance(resource, ActiveCampaignResource)
     try:
         with resource.get_client() as client:
             found = client.check_connection()
