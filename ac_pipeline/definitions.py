@@ -27,7 +27,7 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
         selection=dg.AssetSelection.assets(members, changes, push),
         partitions_def=partitions,
         description="Compute each audience, diff it against the last confirmed sync, and push the changes "
-                    "to its ActiveCampaign list. One run per audience (partition).",
+        "to its ActiveCampaign list. One run per audience (partition).",
     )
     return dg.Definitions(
         assets=[members, changes, push],
@@ -35,7 +35,9 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
         schedules=[build_daily_sync(sync_job, partitions)],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
-            "customer_360": DuckDBResource(database=str(where.customer_360), connection_config={"access_mode": "READ_ONLY"}),
+            "customer_360": DuckDBResource(
+                database=str(where.customer_360), connection_config={"access_mode": "READ_ONLY"}
+            ),
             "audiences": AudienceCatalog(path=str(where.audiences)),
             "sync_state": SyncStateResource(path=str(where.state)),
             "parquet_io_manager": PolarsParquetIOManager(base_dir=str(where.assets)),

@@ -31,8 +31,12 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="sync the sample audiences twice (full, then incremental)")
     parser.add_argument("--customers", type=int, default=100_000, help="sample size when generating (default 100,000)")
-    parser.add_argument("--speed", type=float, default=10.0,
-                        help="speed of the built-in sandbox: its limits x speed (default 10; 1 is the real limits)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=10.0,
+        help="speed of the built-in sandbox: its limits x speed (default 10; 1 is the real limits)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -61,20 +65,31 @@ def _sync_all(defs, instance, label: str) -> bool:
     job = defs.resolve_job_def("audience_sync")
     keys = job.partitions_def.get_partition_keys()
     print(f"\n{label}")
-    print(f"{'audience':<20}{'members':>9}{'rejected':>9}{'adds':>8}{'updates':>8}{'removals':>9}{'requests':>9}{'seconds':>9}")
+    print(
+        f"{'audience':<20}{'members':>9}{'rejected':>9}{'adds':>8}{'updates':>8}{'removals':>9}{'requests':>9}{'seconds':>9}"
+    )
     ok = True
     for key in keys:
-        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                        tags={"ac_pipeline/source": "demo"}, run_config=QUIET)
-        members, changes, push = (_metadata(result, a) for a in ("audience_members", "audience_changes", "activecampaign_sync"))
+        result = job.execute_in_process(
+            partition_key=key,
+            instance=instance,
+            raise_on_error=False,
+            tags={"ac_pipeline/source": "demo"},
+            run_config=QUIET,
+        )
+        members, changes, push = (
+            _metadata(result, a) for a in ("audience_members", "audience_changes", "activecampaign_sync")
+        )
         if not result.success:
             ok = False
             failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
             reason = failure.event_specific_data.error.message.strip().splitlines()[0] if failure else "see the run"
             print(f"{key:<20} FAILED: {reason}")
             continue
-        print(f"{key:<20}{members.get('members', 0):>9,}{members.get('rejected', 0):>9,}{push.get('adds', 0) + push.get('readds', 0):>8,}"
-              f"{push.get('updates', 0):>8,}{push.get('removals', 0):>9,}{push.get('requests', 0):>9,}{push.get('seconds', 0):>9.1f}")
+        print(
+            f"{key:<20}{members.get('members', 0):>9,}{members.get('rejected', 0):>9,}{push.get('adds', 0) + push.get('readds', 0):>8,}"
+            f"{push.get('updates', 0):>8,}{push.get('removals', 0):>9,}{push.get('requests', 0):>9,}{push.get('seconds', 0):>9.1f}"
+        )
     return ok
 
 
@@ -91,12 +106,16 @@ def run(args: argparse.Namespace) -> int:
     if not where.customer_360.exists():
         started = time.perf_counter()
         generate(where.customer_360, customers=args.customers)
-        print(f"generated a sample customer 360 of {args.customers:,} customers in {time.perf_counter() - started:.1f} s: {where.customer_360}")
+        print(
+            f"generated a sample customer 360 of {args.customers:,} customers in {time.perf_counter() - started:.1f} s: {where.customer_360}"
+        )
     defs = build_definitions(where)
     resource = defs.resources["activecampaign"]
     if resource.uses_sandbox:
-        print(f"destination: the built-in sandbox at speed {resource.sandbox_speed:g} (limits x {resource.sandbox_speed:g}); "
-              "set ACTIVECAMPAIGN_API_URL and ACTIVECAMPAIGN_API_KEY for a real account")
+        print(
+            f"destination: the built-in sandbox at speed {resource.sandbox_speed:g} (limits x {resource.sandbox_speed:g}); "
+            "set ACTIVECAMPAIGN_API_URL and ACTIVECAMPAIGN_API_KEY for a real account"
+        )
     else:
         print(f"destination: {resource.describe()}")
     instance = dg.DagsterInstance.get()
@@ -108,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if resource.uses_sandbox:
             stop_local_sandbox(Path(resource.sandbox_state))
-    print(f"\nruns are in {os.environ['DAGSTER_HOME']}; to browse them:\n"
-          f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev")
+    print(
+        f"\nruns are in {os.environ['DAGSTER_HOME']}; to browse them:\n"
+        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev"
+    )
     return 0 if ok else 1

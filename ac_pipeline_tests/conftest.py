@@ -31,8 +31,16 @@ def sample_360(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> Iterator[Paths]:
     """A pipeline home with its own copy of the sample customer 360 and the sample audiences."""
     monkeypatch.setenv("AC_PIPELINE_HOME", str(tmp_path))
-    for name in ("AC_PIPELINE_CUSTOMER_360", "AC_PIPELINE_AUDIENCES", "AC_PIPELINE_STATE", "AC_PIPELINE_ASSETS",
-                 "AC_PIPELINE_SANDBOX_STATE", "DAGSTER_HOME", "ACTIVECAMPAIGN_API_URL", "ACTIVECAMPAIGN_API_KEY"):
+    for name in (
+        "AC_PIPELINE_CUSTOMER_360",
+        "AC_PIPELINE_AUDIENCES",
+        "AC_PIPELINE_STATE",
+        "AC_PIPELINE_ASSETS",
+        "AC_PIPELINE_SANDBOX_STATE",
+        "DAGSTER_HOME",
+        "ACTIVECAMPAIGN_API_URL",
+        "ACTIVECAMPAIGN_API_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     shutil.copy(sample_360, tmp_path / "customer_360.duckdb")
     shutil.copy(SAMPLE_AUDIENCES, tmp_path / "audiences.yaml")
@@ -41,4 +49,3 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> I
     where = paths()
     yield where
     stop_local_sandbox(where.sandbox_state)
-

@@ -44,15 +44,22 @@ def _table(output: str, title: str) -> dict[str, dict[str, float]]:
 
 
 def test_help_lists_every_sub_command() -> None:
-    result = subprocess.run([sys.executable, "-m", "ac_pipeline.cli", "--help"], capture_output=True, text=True,
-                            timeout=60, env=_clean_env())
+    result = subprocess.run(
+        [sys.executable, "-m", "ac_pipeline.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_clean_env(),
+    )
     assert result.returncode == 0, result.stderr
     for command in ("generate", "sandbox", "demo"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), result.stdout
     script = Path(sys.executable).parent / "ac-pipeline"  # the installed entry point
     if script.exists():
-        assert subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60,
-                              env=_clean_env()).stdout == result.stdout
+        assert (
+            subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, env=_clean_env()).stdout
+            == result.stdout
+        )
 
 
 def test_the_demo_syncs_everything_then_only_what_changed(tmp_path: Path) -> None:
@@ -63,8 +70,14 @@ def test_the_demo_syncs_everything_then_only_what_changed(tmp_path: Path) -> Non
     env = _clean_env(AC_PIPELINE_HOME=str(home), AC_PIPELINE_SANDBOX_PORT=str(port))
     # From another directory, so that nothing lands in the repository's data/.
     try:
-        result = subprocess.run([sys.executable, "-m", "ac_pipeline.cli", "demo", "--customers", "5000",
-                                 "--speed", "50"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "ac_pipeline.cli", "demo", "--customers", "5000", "--speed", "50"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         # Whatever happened, the sandbox the demo may have left behind (it runs in a session of its own).
         left_behind = stop_local_sandbox(home / "sandbox.sqlite")

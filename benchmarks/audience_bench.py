@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,8 @@ def prepare_snapshot(database: Path, audiences_file: Path, key: str, state: Path
     unchanged = members.head(int(n * 0.90))
     changed = members.slice(int(n * 0.90), int(n * 0.05)).with_columns(fields_hash=pl.lit("stale"))
     departed = pl.DataFrame({"email": [f"gone{i}@example.com" for i in range(int(n * 0.05))]}).with_columns(
-        fields_hash=pl.lit("x"))
+        fields_hash=pl.lit("x")
+    )
     snapshot = pl.concat([unchanged, changed, departed]).with_columns(status=pl.lit("member"))
     SyncState(state).commit_confirmed(key, "benchmark-setup", snapshot)
 
@@ -77,9 +77,17 @@ def measure(database: Path, audiences_file: Path, key: str, state: Path) -> dict
     pipeline = time.perf_counter() - started
     members = rows.filter(pl.col("status") == "member")
     peak_mb = peak_memory_mb()
-    return {"audience": key, "selected": floor_rows, "members": members.height, "snapshot": snapshot.height,
-            "changes": changes.height, "floor_s": floor, "pipeline_s": pipeline, "ratio": pipeline / floor,
-            "peak_mb": peak_mb}
+    return {
+        "audience": key,
+        "selected": floor_rows,
+        "members": members.height,
+        "snapshot": snapshot.height,
+        "changes": changes.height,
+        "floor_s": floor,
+        "pipeline_s": pipeline,
+        "ratio": pipeline / floor,
+        "peak_mb": peak_mb,
+    }
 
 
 def main() -> int:
@@ -106,19 +114,25 @@ def main() -> int:
     state = workdir / "state.duckdb"
     state.unlink(missing_ok=True)
     catalog = load_audiences(args.audiences)
-    print(f"{'audience':<20}{'selected':>12}{'members':>12}{'snapshot':>12}{'changes':>10}"
-          f"{'floor s':>10}{'pipeline s':>12}{'ratio':>8}{'peak MB':>10}")
+    print(
+        f"{'audience':<20}{'selected':>12}{'members':>12}{'snapshot':>12}{'changes':>10}"
+        f"{'floor s':>10}{'pipeline s':>12}{'ratio':>8}{'peak MB':>10}"
+    )
     worst_ratio, worst_peak = 0.0, 0.0
     for key in catalog.keys:
         prepare_snapshot(database, args.audiences, key, state)
         child = subprocess.run(
             [sys.executable, __file__, "--audiences", str(args.audiences), "--child", str(database), key, str(state)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         r = json.loads(child.stdout.strip().splitlines()[-1])
         worst_ratio, worst_peak = max(worst_ratio, r["ratio"]), max(worst_peak, r["peak_mb"])
-        print(f"{key:<20}{r['selected']:>12,}{r['members']:>12,}{r['snapshot']:>12,}{r['changes']:>10,}"
-              f"{r['floor_s']:>10.2f}{r['pipeline_s']:>12.2f}{r['ratio']:>8.2f}{r['peak_mb']:>10.0f}")
+        print(
+            f"{key:<20}{r['selected']:>12,}{r['members']:>12,}{r['snapshot']:>12,}{r['changes']:>10,}"
+            f"{r['floor_s']:>10.2f}{r['pipeline_s']:>12.2f}{r['ratio']:>8.2f}{r['peak_mb']:>10.0f}"
+        )
     print(f"worst ratio {worst_ratio:.2f} (target <= 2.5), worst peak memory {worst_peak:,.0f} MB (target <= 4,096)")
     return 0
 

@@ -49,13 +49,16 @@ KEY = "bench-key"
 
 def members(n: int, offset: int = 0, version: str = "a") -> pl.DataFrame:
     ids = pl.int_range(offset, offset + n, eager=True)
-    return pl.DataFrame({
-        "email": ids.cast(pl.String).map_elements(lambda i: f"customer{i}@example.com", return_dtype=pl.String),
-        "first_name": pl.Series(["Ada"] * n), "last_name": pl.Series(["Lovelace"] * n),
-        "phone": pl.Series(["+1 555 0100"] * n),
-        "field:Lifetime value": (ids * 7 % 5000).cast(pl.String),
-        "field:Loyalty tier": pl.Series(["gold"] * n),
-    }).with_columns(fields_hash=pl.concat_str([pl.col("email"), pl.lit(version)]))
+    return pl.DataFrame(
+        {
+            "email": ids.cast(pl.String).map_elements(lambda i: f"customer{i}@example.com", return_dtype=pl.String),
+            "first_name": pl.Series(["Ada"] * n),
+            "last_name": pl.Series(["Lovelace"] * n),
+            "phone": pl.Series(["+1 555 0100"] * n),
+            "field:Lifetime value": (ids * 7 % 5000).cast(pl.String),
+            "field:Loyalty tier": pl.Series(["gold"] * n),
+        }
+    ).with_columns(fields_hash=pl.concat_str([pl.col("email"), pl.lit(version)]))
 
 
 def free_port() -> int:
@@ -83,9 +86,20 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ac-push-bench-"))
     port = free_port()
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "ac_pipeline.cli", "sandbox", "--port", str(port), "--speed", repr(args.speed),
-         "--api-key", KEY],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "ac_pipeline.cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--speed",
+            repr(args.speed),
+            "--api-key",
+            KEY,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -94,7 +108,7 @@ def main() -> int:
             try:
                 client.request("GET", "lists", params={"limit": 1})
                 break
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 time.sleep(0.1)
         audience = parse_audiences(AUDIENCE).get("bench")
         state = SyncState(work / "state.duckdb")
@@ -102,10 +116,14 @@ def main() -> int:
         print(f"sandbox at speed {args.speed:g}: ceiling {ceiling:,.0f} contacts/minute")
 
         first = members(args.adds)
-        seconds, requests, sent = push(client, state, audience, diff(first, state.snapshot("bench")), args.speed, "run-1")
+        seconds, requests, sent = push(
+            client, state, audience, diff(first, state.snapshot("bench")), args.speed, "run-1"
+        )
         rate = sent / seconds * 60
-        print(f"1. {sent:,} adds: {seconds:.1f} s, {rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, "
-              f"{requests:,} requests ({requests / sent:.4f} per contact)")
+        print(
+            f"1. {sent:,} adds: {seconds:.1f} s, {rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, "
+            f"{requests:,} requests ({requests / sent:.4f} per contact)"
+        )
 
         # 10,000 mixed changes: a third new, a third updated, a third leaving.
         third = args.changes // 3
@@ -116,9 +134,11 @@ def main() -> int:
         changes = diff(second, state.snapshot("bench"))
         seconds, requests, sent = push(client, state, audience, changes, args.speed, "run-2")
         rate = sent / seconds * 60
-        print(f"2. {sent:,} mixed changes {dict(changes.group_by('op').len().iter_rows())}: {seconds:.1f} s, "
-              f"{rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, {requests:,} requests "
-              f"({requests / sent:.4f} per changed contact)")
+        print(
+            f"2. {sent:,} mixed changes {dict(changes.group_by('op').len().iter_rows())}: {seconds:.1f} s, "
+            f"{rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, {requests:,} requests "
+            f"({requests / sent:.4f} per changed contact)"
+        )
 
         changes = diff(second, state.snapshot("bench"))
         seconds, requests, sent = push(client, state, audience, changes, args.speed, "run-3")

@@ -36,18 +36,28 @@ def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
     pair two people. The changed rows' other columns are gathered at the end.
     """
     keys = (
-        members.select("email", "fields_hash", _member=_members_only(members)).with_row_index("_row")
-        .filter(pl.col("_member")).drop("_member")
+        members.select("email", "fields_hash", _member=_members_only(members))
+        .with_row_index("_row")
+        .filter(pl.col("_member"))
+        .drop("_member")
         .with_columns(_h=pl.col("email").hash())
     )
-    known = snapshot.select(
-        "email", pl.col("fields_hash").alias("synced_hash"), "contact_id", pl.col("status").alias("synced_status"),
-    ).with_row_index("_srow").with_columns(_h=pl.col("email").hash())
+    known = (
+        snapshot.select(
+            "email",
+            pl.col("fields_hash").alias("synced_hash"),
+            "contact_id",
+            pl.col("status").alias("synced_status"),
+        )
+        .with_row_index("_srow")
+        .with_columns(_h=pl.col("email").hash())
+    )
     pairs = keys.join(known, on="_h", how="inner").filter(pl.col("email") == pl.col("email_right"))
     returning = pairs.select(
         "_row",
         "contact_id",
-        op=pl.when(pl.col("synced_status") == "removed").then(pl.lit("readd"))
+        op=pl.when(pl.col("synced_status") == "removed")
+        .then(pl.lit("readd"))
         .when((pl.col("synced_status") == "member") & (pl.col("synced_hash") != pl.col("fields_hash")))
         .then(pl.lit("update"))
         .when((pl.col("synced_status") == "rejected") & (pl.col("synced_hash") != pl.col("fields_hash")))
@@ -55,7 +65,8 @@ def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit(None, dtype=pl.String)),  # unchanged member, or opted out: nothing to send
     ).filter(pl.col("op").is_not_null())
     new = keys.filter(~pl.col("_row").is_in(pairs.get_column("_row").implode())).select(
-        "_row", contact_id=pl.lit(None, dtype=pl.String), op=pl.lit("add"))
+        "_row", contact_id=pl.lit(None, dtype=pl.String), op=pl.lit("add")
+    )
     entering = pl.concat([returning, new]).sort("_row")
     changed = (
         members[entering.get_column("_row")]
@@ -87,13 +98,19 @@ def apply(snapshot: pl.DataFrame, changes: pl.DataFrame) -> pl.DataFrame:
     touched = changes.select(
         "email",
         pl.when(pl.col("op") == "remove").then(pl.lit("removed")).otherwise(pl.lit("member")).alias("status"),
-        pl.when(pl.col("op") == "remove").then(pl.lit(None, dtype=pl.String)).otherwise(pl.col("fields_hash"))
+        pl.when(pl.col("op") == "remove")
+        .then(pl.lit(None, dtype=pl.String))
+        .otherwise(pl.col("fields_hash"))
         .alias("new_hash"),
     )
     kept = snapshot.join(touched, on="email", how="anti")
-    updated = snapshot.select("email", "fields_hash").join(touched, on="email", how="right").select(
-        "email",
-        pl.coalesce("new_hash", "fields_hash").alias("fields_hash"),
-        "status",
+    updated = (
+        snapshot.select("email", "fields_hash")
+        .join(touched, on="email", how="right")
+        .select(
+            "email",
+            pl.coalesce("new_hash", "fields_hash").alias("fields_hash"),
+            "status",
+        )
     )
     return pl.concat([kept.select("email", "fields_hash", "status"), updated], how="vertical")

@@ -100,7 +100,7 @@ class Audience(_Strict):
         return key
 
     @model_validator(mode="after")
-    def _email_is_mapped(self) -> "Audience":
+    def _email_is_mapped(self) -> Audience:
         if not self.fields.email:
             raise ValueError("fields.email is required: name the customer 360 column that holds the email address")
         return self
@@ -161,8 +161,11 @@ def _check_sql_parses(audience: Audience) -> None:
                     f"audience {audience.key!r}, {where}: ';' is not allowed; write one SQL expression, not statements"
                 )
             try:
-                statements = parser.extract_statements(f"SELECT {snippet} FROM (SELECT 1) AS t" if where != "condition"
-                                                       else f"SELECT 1 FROM (SELECT 1) AS t WHERE {snippet}")
+                statements = parser.extract_statements(
+                    f"SELECT {snippet} FROM (SELECT 1) AS t"
+                    if where != "condition"
+                    else f"SELECT 1 FROM (SELECT 1) AS t WHERE {snippet}"
+                )
             except duckdb.ParserException as exc:
                 raise AudienceConfigError(
                     f"audience {audience.key!r}, {where}: the SQL does not parse ({_first_line(exc)}); "
@@ -184,7 +187,9 @@ def _check_exclusions(audiences: list[Audience]) -> None:
                     f"known keys: {', '.join(sorted(by_key))}"
                 )
             if other == audience.key:
-                raise AudienceConfigError(f"audience {audience.key!r} excludes itself; remove {other!r} from exclude.audiences")
+                raise AudienceConfigError(
+                    f"audience {audience.key!r} excludes itself; remove {other!r} from exclude.audiences"
+                )
     # Exclusions are followed recursively, so they must not loop.
     for start in audiences:
         stack, seen = [(start.key, [start.key])], set()
@@ -252,8 +257,11 @@ def check_against_columns(audience: Audience, connection: duckdb.DuckDBPyConnect
     snippets |= {f"fields.{name}": expr for name, expr in audience.fields.expressions().items()}
     snippets |= {f"fields.custom[{title!r}]": expr for title, expr in audience.fields.custom.items()}
     for where, snippet in snippets.items():
-        query = (f"SELECT 1 FROM {table} WHERE ({snippet}) LIMIT 0" if where == "condition"
-                 else f"SELECT ({snippet}) FROM {table} LIMIT 0")
+        query = (
+            f"SELECT 1 FROM {table} WHERE ({snippet}) LIMIT 0"
+            if where == "condition"
+            else f"SELECT ({snippet}) FROM {table} LIMIT 0"
+        )
         try:
             connection.sql(query).fetchall()
         except duckdb.Error as exc:

@@ -26,15 +26,24 @@ def evaluate(guard: RemovalGuard, synced_members: int, removals: int, audience_s
     """Whether a sync that removes `removals` of `synced_members` may go ahead."""
     share = removals / synced_members if synced_members else 0.0
     if synced_members and audience_size == 0:
-        return GuardVerdict(False, f"the audience is empty but the list has {synced_members:,} synced members: "
-                                   "an empty audience usually means a broken upstream table", share)
+        return GuardVerdict(
+            False,
+            f"the audience is empty but the list has {synced_members:,} synced members: "
+            "an empty audience usually means a broken upstream table",
+            share,
+        )
     if guard.max_count is not None and removals > guard.max_count:
         return GuardVerdict(False, f"{removals:,} removals exceed the limit of {guard.max_count:,}", share)
     if synced_members >= guard.min_list_size and share > guard.max_share:
-        return GuardVerdict(False, f"{removals:,} removals are {share:.1%} of the {synced_members:,} synced members, "
-                                   f"above the limit of {guard.max_share:.0%}", share)
-    return GuardVerdict(True, f"{removals:,} removals of {synced_members:,} synced members ({share:.1%}) are within limits",
-                        share)
+        return GuardVerdict(
+            False,
+            f"{removals:,} removals are {share:.1%} of the {synced_members:,} synced members, "
+            f"above the limit of {guard.max_share:.0%}",
+            share,
+        )
+    return GuardVerdict(
+        True, f"{removals:,} removals of {synced_members:,} synced members ({share:.1%}) are within limits", share
+    )
 
 
 def overridden(tag_value: str | None, audience: str) -> bool:

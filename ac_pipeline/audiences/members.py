@@ -85,13 +85,20 @@ def email_rejection(email: pl.Expr) -> pl.Expr:
     local = email.str.extract(r"^([^@]*)@", 1)
     domain = email.str.extract(r"@([^@]*)$", 1)
     return (
-        pl.when(email.is_null() | (email == "")).then(pl.lit("email missing"))
-        .when(email.str.len_chars() > 254).then(pl.lit("email longer than 254 characters"))
-        .when(email.str.contains(r"\s")).then(pl.lit("email contains white space"))
-        .when(email.str.count_matches("@") != 1).then(pl.lit("email must contain exactly one '@'"))
-        .when(~email.str.contains(r"^[\x00-\x7f]*$")).then(pl.lit("email has non-ASCII characters"))
-        .when(~local.str.contains(_LOCAL_PART) | (local.str.len_chars() > 64)).then(pl.lit("invalid local part (before '@')"))
-        .when(~domain.str.contains(_DOMAIN_PART)).then(pl.lit("invalid domain (after '@')"))
+        pl.when(email.is_null() | (email == ""))
+        .then(pl.lit("email missing"))
+        .when(email.str.len_chars() > 254)
+        .then(pl.lit("email longer than 254 characters"))
+        .when(email.str.contains(r"\s"))
+        .then(pl.lit("email contains white space"))
+        .when(email.str.count_matches("@") != 1)
+        .then(pl.lit("email must contain exactly one '@'"))
+        .when(~email.str.contains(r"^[\x00-\x7f]*$"))
+        .then(pl.lit("email has non-ASCII characters"))
+        .when(~local.str.contains(_LOCAL_PART) | (local.str.len_chars() > 64))
+        .then(pl.lit("invalid local part (before '@')"))
+        .when(~domain.str.contains(_DOMAIN_PART))
+        .then(pl.lit("invalid domain (after '@')"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
 
@@ -99,9 +106,7 @@ def email_rejection(email: pl.Expr) -> pl.Expr:
 def email_is_valid(email: pl.Expr) -> pl.Expr:
     """The fast test: true exactly when `email_rejection` gives no reason."""
     return (
-        email.str.contains(_VALID_EMAIL).fill_null(False)
-        & (email.str.len_bytes() <= 254)
-        & (email.str.find("@") <= 64)
+        email.str.contains(_VALID_EMAIL).fill_null(False) & (email.str.len_bytes() <= 254) & (email.str.find("@") <= 64)
     )
 
 
@@ -111,8 +116,11 @@ def _duplicates(rows: pl.DataFrame, valid: pl.Series) -> pl.DataFrame:
     # Validity is a property of the email, so rows sharing a valid email are all valid. Candidates are
     # found on a 64-bit hash of the email (several times cheaper than on the strings), then checked on
     # the strings, so a collision cannot make two people one.
-    candidates = (rows.select("email", "updated_at", "customer_id").with_row_index("_row")
-                  .filter(valid & rows.get_column("email").hash().is_duplicated()))
+    candidates = (
+        rows.select("email", "updated_at", "customer_id")
+        .with_row_index("_row")
+        .filter(valid & rows.get_column("email").hash().is_duplicated())
+    )
     shared = candidates.filter(pl.col("email").is_duplicated())
     return (
         shared.sort(["email", "updated_at", "customer_id"], descending=[False, True, False], nulls_last=True)
@@ -132,8 +140,9 @@ def read_rows(connection: duckdb.DuckDBPyConnection, audience: Audience, source:
         ) from None
 
 
-def _mark(status: pl.Series, reason: pl.Series, rows: pl.Series, new_status: str,
-          new_reason: pl.Series) -> tuple[pl.Series, pl.Series]:
+def _mark(
+    status: pl.Series, reason: pl.Series, rows: pl.Series, new_status: str, new_reason: pl.Series
+) -> tuple[pl.Series, pl.Series]:
     """Set status and reason of the rows at the given indexes (only a few rows ever change)."""
     if rows.len() == 0:
         return status, reason
@@ -150,10 +159,15 @@ def classify(rows: pl.DataFrame) -> pl.DataFrame:
     valid = rows.select(email_is_valid(pl.col("email"))).to_series()
     status = pl.repeat("member", rows.height, dtype=pl.String, eager=True).alias("status")
     reason = pl.repeat(None, rows.height, dtype=pl.String, eager=True).alias("reason")
-    invalid = rows.select("email").with_row_index("_row").filter(~valid).select(
-        "_row",
-        # Both tests agree by construction; the fallback keeps a row from ever losing its reason.
-        reason=email_rejection(pl.col("email")).fill_null(pl.lit("invalid email")),
+    invalid = (
+        rows.select("email")
+        .with_row_index("_row")
+        .filter(~valid)
+        .select(
+            "_row",
+            # Both tests agree by construction; the fallback keeps a row from ever losing its reason.
+            reason=email_rejection(pl.col("email")).fill_null(pl.lit("invalid email")),
+        )
     )
     status, reason = _mark(status, reason, invalid.get_column("_row"), "rejected", invalid.get_column("reason"))
     duplicates = _duplicates(rows, valid)
@@ -161,8 +175,9 @@ def classify(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(status, reason)
 
 
-def member_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience],
-                  source: Source) -> pl.Series:
+def member_emails(
+    connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience], source: Source
+) -> pl.Series:
     """The emails an audience holds (to exclude it from another audience).
 
     Reads only the email column: which row wins a duplicate does not change the set of addresses.
@@ -174,8 +189,9 @@ def member_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, by_
     return emails.get_column("email")
 
 
-def excluded_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience],
-                    source: Source) -> dict[str, pl.Series]:
+def excluded_emails(
+    connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience], source: Source
+) -> dict[str, pl.Series]:
     """Reason -> normalised emails that must not be in the audience."""
     exclusions: dict[str, pl.Series] = {}
     for other in audience.exclude.audiences:
@@ -183,29 +199,42 @@ def excluded_emails(connection: duckdb.DuckDBPyConnection, audience: Audience, b
     if audience.exclude.suppression_table:
         table = audience.exclude.suppression_table
         emails = connection.sql(f"SELECT CAST(email AS VARCHAR) AS email FROM {table}").pl()
-        exclusions[f"on suppression table {table}"] = emails.select(normalise_email(pl.col("email"))).get_column("email")
+        exclusions[f"on suppression table {table}"] = emails.select(normalise_email(pl.col("email"))).get_column(
+            "email"
+        )
     if audience.exclude.emails:
         listed = pl.Series("email", audience.exclude.emails, dtype=pl.String)
-        exclusions["listed in exclude.emails"] = listed.to_frame().select(normalise_email(pl.col("email"))).get_column("email")
+        exclusions["listed in exclude.emails"] = (
+            listed.to_frame().select(normalise_email(pl.col("email"))).get_column("email")
+        )
     return exclusions
 
 
-def compute_members(connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience],
-                    source: Source) -> pl.DataFrame:
+def compute_members(
+    connection: duckdb.DuckDBPyConnection, audience: Audience, by_key: dict[str, Audience], source: Source
+) -> pl.DataFrame:
     """Every selected row of the audience with its email, status (member/rejected/duplicate/excluded),
     reason, mapped fields and `fields_hash`."""
     rows = classify(read_rows(connection, audience, source))
-    exclusions = [pl.DataFrame({"email": emails, "reason": f"excluded: {why}"}, schema={"email": pl.String, "reason": pl.String})
-                  for why, emails in excluded_emails(connection, audience, by_key, source).items()]
+    exclusions = [
+        pl.DataFrame({"email": emails, "reason": f"excluded: {why}"}, schema={"email": pl.String, "reason": pl.String})
+        for why, emails in excluded_emails(connection, audience, by_key, source).items()
+    ]
     if exclusions:
         # One lookup for all exclusions; an address excluded for several reasons shows the first.
         excluded = pl.concat(exclusions).unique("email", keep="first", maintain_order=True)
         hits = (
-            rows.select("email", "status").with_row_index("_row")
+            rows.select("email", "status")
+            .with_row_index("_row")
             .filter(pl.col("status") == "member")
             .join(excluded, on="email", how="inner")
         )
-        status, reason = _mark(rows.get_column("status"), rows.get_column("reason"), hits.get_column("_row"),
-                               "excluded", hits.get_column("reason"))
+        status, reason = _mark(
+            rows.get_column("status"),
+            rows.get_column("reason"),
+            hits.get_column("_row"),
+            "excluded",
+            hits.get_column("reason"),
+        )
         rows = rows.with_columns(status, reason)
     return rows

@@ -14,8 +14,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="write a sample customer 360 (DuckDB)")
     parser.add_argument("--customers", type=int, default=100_000, help="rows to generate (default 100,000)")
     parser.add_argument("--seed", type=int, default=42, help="the same seed gives the same table")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="database file (default: $AC_PIPELINE_CUSTOMER_360 or $AC_PIPELINE_HOME/customer_360.duckdb)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="database file (default: $AC_PIPELINE_CUSTOMER_360 or $AC_PIPELINE_HOME/customer_360.duckdb)",
+    )
     parser.set_defaults(func=run)
 
 

@@ -124,8 +124,14 @@ def required_id(data: dict[str, Any], attribute: str, wrapper: str) -> int:
     return value
 
 
-def collection(request: Request, plural: str, table: str, to_json: Callable[[Any, str], dict[str, Any]],
-               where: str = "", args: Sequence[Any] = ()) -> JSONResponse:
+def collection(
+    request: Request,
+    plural: str,
+    table: str,
+    to_json: Callable[[Any, str], dict[str, Any]],
+    where: str = "",
+    args: Sequence[Any] = (),
+) -> JSONResponse:
     """A page of a table, in id order, as the API lists a collection: {plural: [...], "meta": {"total": "N"}}."""
     limit, offset = page_params(request.query_params)
     sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "")

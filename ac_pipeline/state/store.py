@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -86,7 +86,7 @@ class StateError(RuntimeError):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType], what: str) -> pl.DataFrame:
@@ -202,8 +202,9 @@ class SyncState:
         counts.update({status: n for status, n in rows})
         return counts
 
-    def commit_confirmed(self, audience: str, run_id: str, confirmed: pl.DataFrame,
-                         ledger: pl.DataFrame | None = None) -> int:
+    def commit_confirmed(
+        self, audience: str, run_id: str, confirmed: pl.DataFrame, ledger: pl.DataFrame | None = None
+    ) -> int:
         """Record what ActiveCampaign confirmed, in one transaction: the only way the snapshot moves.
 
         `confirmed` has one row per contact: email, status (member/removed/opted_out), and
@@ -217,8 +218,11 @@ class SyncState:
         bad = confirmed.filter(~pl.col("status").is_in(SNAPSHOT_STATUSES))
         if not bad.is_empty():
             raise ValueError(f"snapshot status must be one of {', '.join(SNAPSHOT_STATUSES)}, got {bad['status'][0]!r}")
-        ledger_rows = _conform(ledger if ledger is not None else pl.DataFrame(), LEDGER_COLUMNS, "ledger rows") \
-            if ledger is not None and not ledger.is_empty() else None
+        ledger_rows = (
+            _conform(ledger if ledger is not None else pl.DataFrame(), LEDGER_COLUMNS, "ledger rows")
+            if ledger is not None and not ledger.is_empty()
+            else None
+        )
         now = _now()
         with self.connect() as connection:
             connection.execute("BEGIN TRANSACTION")
@@ -249,8 +253,9 @@ class SyncState:
     # --- the ledger and runs ------------------------------------------------------------------
 
     @staticmethod
-    def _append_ledger(connection: duckdb.DuckDBPyConnection, audience: str, run_id: str,
-                       rows: pl.DataFrame, now: datetime) -> None:
+    def _append_ledger(
+        connection: duckdb.DuckDBPyConnection, audience: str, run_id: str, rows: pl.DataFrame, now: datetime
+    ) -> None:
         connection.register("ledger_rows", rows)
         connection.execute(
             "INSERT INTO ledger SELECT $run_id, $audience, email, op, batch, status, reason, $now FROM ledger_rows",
@@ -275,7 +280,18 @@ class SyncState:
             )
 
     def finish_run(self, audience: str, run_id: str, status: str, counts: dict[str, float]) -> None:
-        allowed = ("adds", "updates", "removals", "readds", "confirmed", "failed", "opted_out", "skipped", "requests", "seconds")
+        allowed = (
+            "adds",
+            "updates",
+            "removals",
+            "readds",
+            "confirmed",
+            "failed",
+            "opted_out",
+            "skipped",
+            "requests",
+            "seconds",
+        )
         unknown = set(counts) - set(allowed)
         if unknown:
             raise ValueError(f"unknown run counts {sorted(unknown)}; known: {allowed}")

@@ -52,8 +52,9 @@ def bulk_contact(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
     for name in shape.standard_fields:
         contact[name] = _text(row.get(name))
     if shape.field_ids:
-        contact["fields"] = [{"id": fid, "value": _text(row.get(field_column(title)))}
-                             for title, fid in shape.field_ids.items()]
+        contact["fields"] = [
+            {"id": fid, "value": _text(row.get(field_column(title)))} for title, fid in shape.field_ids.items()
+        ]
     if shape.tags:
         contact["tags"] = list(shape.tags)
     # Bulk import never re-subscribes someone who unsubscribed: it lists them as a failure instead,
@@ -67,8 +68,12 @@ def _body_size(contacts: list[dict[str, Any]]) -> int:
     return len(json.dumps(contacts, ensure_ascii=False, separators=(",", ":")).encode()) + _ENVELOPE_BYTES
 
 
-def batches(rows: Iterable[dict[str, Any]], shape: ContactShape,
-            max_contacts: int = MAX_BULK_CONTACTS, max_bytes: int = MAX_BULK_BODY_BYTES) -> Iterator[Batch]:
+def batches(
+    rows: Iterable[dict[str, Any]],
+    shape: ContactShape,
+    max_contacts: int = MAX_BULK_CONTACTS,
+    max_bytes: int = MAX_BULK_BODY_BYTES,
+) -> Iterator[Batch]:
     """Group change rows into batches of at most `max_contacts` contacts and under `max_bytes`.
 
     Contacts are a few hundred bytes, so a full batch is far under the byte limit: each batch is
@@ -90,8 +95,10 @@ def _within_bytes(pairs: list[tuple[dict[str, Any], dict[str, Any]]], max_bytes:
     if size < max_bytes:
         yield Batch(contacts=contacts, rows=[row for row, _ in pairs])
     elif len(pairs) == 1:
-        raise ValueError(f"the contact {pairs[0][0]['email']} alone is {size:,} bytes, over bulk import's limit; "
-                         "map fewer or shorter custom fields")
+        raise ValueError(
+            f"the contact {pairs[0][0]['email']} alone is {size:,} bytes, over bulk import's limit; "
+            "map fewer or shorter custom fields"
+        )
     else:
         half = len(pairs) // 2
         yield from _within_bytes(pairs[:half], max_bytes)

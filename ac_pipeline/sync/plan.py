@@ -23,7 +23,9 @@ class Plan:
         lines += [f"| {op} | {n:,} |" for op, n in self.by_operation.items()]
         lines.append(f"\nAbout **{self.requests:,} requests**.\n")
         for op, rows in self.samples.items():
-            lines.append(f"**{op}** (first {len(rows)}):\n```json\n{json.dumps(rows, indent=1, ensure_ascii=False)}\n```")
+            lines.append(
+                f"**{op}** (first {len(rows)}):\n```json\n{json.dumps(rows, indent=1, ensure_ascii=False)}\n```"
+            )
         return "\n".join(lines)
 
 
@@ -61,4 +63,3 @@ def plan(changes: pl.DataFrame, snapshot: pl.DataFrame, audience: Audience, samp
         if len(group) < samples:
             group.append(bulk_contact(r, shape))
     return Plan(by_operation, resolution + tag_lookup + bulk_requests + single, sample_rows)
-

@@ -20,14 +20,13 @@ sync for a complete one).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from queue import Empty, Queue
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from queue import Empty, Queue
 from typing import Any
 
 import polars as pl
@@ -70,7 +69,9 @@ class Outcome:
 class PushResult:
     pending: dict[str, int]  # changes still to send when this attempt started, by op
     already_confirmed: int  # changes an earlier attempt had confirmed (resumed past)
-    outcomes: dict[str, int] = field(default_factory=lambda: {"confirmed": 0, "opted_out": 0, "rejected": 0, "failed": 0})
+    outcomes: dict[str, int] = field(
+        default_factory=lambda: {"confirmed": 0, "opted_out": 0, "rejected": 0, "failed": 0}
+    )
     batches: int = 0
     batches_resubmitted: int = 0
     requests: int = 0
@@ -95,8 +96,16 @@ def outstanding(changes: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
 class Push:
     """One attempt at pushing one audience's changes. See the module docstring."""
 
-    def __init__(self, client: ActiveCampaignClient, state: SyncState, audience: Audience, run_id: str,
-                 log: Callable[[str], None] = print, poll_interval: float = 1.0, max_in_flight: int = 20):
+    def __init__(
+        self,
+        client: ActiveCampaignClient,
+        state: SyncState,
+        audience: Audience,
+        run_id: str,
+        log: Callable[[str], None] = print,
+        poll_interval: float = 1.0,
+        max_in_flight: int = 20,
+    ):
         self.client = client
         self.state = state
         self.audience = audience
@@ -160,8 +169,9 @@ class Push:
         leaving = rows.filter(pl.col("op") == "remove")
         if leaving.is_empty():
             return rows
-        unsubscribed = {str(c.get("email", "")).strip().lower()
-                        for c in self.client.iter_list_members(self.shape.list_id, status=2)}  # type: ignore[union-attr]
+        unsubscribed = {
+            str(c.get("email", "")).strip().lower() for c in self.client.iter_list_members(self.shape.list_id, status=2)
+        }  # type: ignore[union-attr]
         opted_out = leaving.filter(pl.col("email").is_in(list(unsubscribed)))
         self._record([Outcome(row, "opted_out", reason=OPTED_OUT) for row in opted_out.iter_rows(named=True)])
         return rows.filter(~((pl.col("op") == "remove") & pl.col("email").is_in(list(unsubscribed))))
@@ -177,8 +187,10 @@ class Push:
         reports: Queue[tuple[Batch, str | None, Exception | None]] = Queue()
         in_flight: deque[Batch] = deque()
         self.log(f"sending {rows.height:,} contacts in about {-(-rows.height // 250)} bulk imports")
-        submitters = [threading.Thread(target=self._submitter, args=(outbox, reports), name=f"bulk-import-{i}",
-                                       daemon=True) for i in range(SUBMITTERS)]
+        submitters = [
+            threading.Thread(target=self._submitter, args=(outbox, reports), name=f"bulk-import-{i}", daemon=True)
+            for i in range(SUBMITTERS)
+        ]
         for thread in submitters:
             thread.start()
         try:
@@ -198,31 +210,43 @@ class Push:
             for thread in submitters:
                 thread.join(timeout=60)  # a request under way finishes (or times out) first
 
-    def _submitter(self, outbox: "_Outbox", reports: "Queue[tuple[Batch, str | None, Exception | None]]") -> None:
+    def _submitter(self, outbox: _Outbox, reports: Queue[tuple[Batch, str | None, Exception | None]]) -> None:
         while not outbox.stopped.is_set():
             batch = outbox.take(timeout=self.poll_interval)
             if batch is None:
                 continue
             try:
-                reports.put((batch, self.client.bulk_import(
-                    batch.contacts, exclude_automations=self.audience.exclude_automations), None))
-            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which decides
+                reports.put(
+                    (
+                        batch,
+                        self.client.bulk_import(batch.contacts, exclude_automations=self.audience.exclude_automations),
+                        None,
+                    )
+                )
+            except Exception as exc:
                 reports.put((batch, None, exc))
 
-    def _submitted(self, batch: Batch, batch_id: str | None, error: Exception | None, outbox: "_Outbox",
-                   in_flight: deque[Batch]) -> None:
+    def _submitted(
+        self, batch: Batch, batch_id: str | None, error: Exception | None, outbox: _Outbox, in_flight: deque[Batch]
+    ) -> None:
         outbox.reported()
         if isinstance(error, BulkImportRejected):
             # The whole batch was refused and nothing queued: set aside the contacts it named, resend the rest.
             reasons = {f.index: f.reason for f in error.failures}
-            bad = [Outcome(row, "rejected", reason=f"bulk import validation: {reasons[i]}")
-                   for i, row in enumerate(batch.rows) if i in reasons]
+            bad = [
+                Outcome(row, "rejected", reason=f"bulk import validation: {reasons[i]}")
+                for i, row in enumerate(batch.rows)
+                if i in reasons
+            ]
             if not bad:
                 raise error
             self._record(bad)
             rest = [i for i in range(len(batch.rows)) if i not in reasons]
-            outbox.release(again=Batch(contacts=[batch.contacts[i] for i in rest], rows=[batch.rows[i] for i in rest])
-                           if rest else None)
+            outbox.release(
+                again=Batch(contacts=[batch.contacts[i] for i in rest], rows=[batch.rows[i] for i in rest])
+                if rest
+                else None
+            )
             return
         if error is not None:
             raise error
@@ -234,7 +258,7 @@ class Push:
         self.result.batches += 1
         in_flight.append(batch)
 
-    def _poll(self, outbox: "_Outbox", in_flight: deque[Batch]) -> bool:
+    def _poll(self, outbox: _Outbox, in_flight: deque[Batch]) -> bool:
         """Ask after the oldest batches that are due; settle the ones that finished.
 
         Polls share the account's budget with the imports, so a batch is first asked after once it is
@@ -258,8 +282,10 @@ class Push:
             elif info.failed:
                 in_flight.popleft()
                 if batch.attempts >= MAX_BATCH_ATTEMPTS:
-                    raise PushIncomplete(f"bulk import {batch.batch_id} failed {batch.attempts} times; "
-                                         "ActiveCampaign may be degraded, try again later")
+                    raise PushIncomplete(
+                        f"bulk import {batch.batch_id} failed {batch.attempts} times; "
+                        "ActiveCampaign may be degraded, try again later"
+                    )
                 self.log(f"bulk import {batch.batch_id} {info.status}; submitting it again")
                 self.result.batches_resubmitted += 1
                 outbox.release(again=batch)
@@ -271,11 +297,14 @@ class Push:
         return settled
 
     def _settle(self, batch: Batch, failed_emails: set[str]) -> None:
-        self._record([
-            Outcome(row, "confirmed", batch=batch.batch_id) if row["email"] not in failed_emails
-            else self._explain_failure(row, batch.batch_id)
-            for row in batch.rows
-        ])
+        self._record(
+            [
+                Outcome(row, "confirmed", batch=batch.batch_id)
+                if row["email"] not in failed_emails
+                else self._explain_failure(row, batch.batch_id)
+                for row in batch.rows
+            ]
+        )
 
     def _explain_failure(self, row: dict[str, Any], batch_id: str | None) -> Outcome:
         """import/info names only the emails that failed; ask ActiveCampaign what became of each
@@ -364,25 +393,41 @@ class Push:
         """Snapshot and ledger rows of these outcomes, in one transaction."""
         snapshot_rows, ledger_rows = [], []
         for o in outcomes:
-            ledger_rows.append({"email": o.row["email"], "op": o.row["op"], "batch": o.batch,
-                                "status": o.status, "reason": o.reason})
+            ledger_rows.append(
+                {"email": o.row["email"], "op": o.row["op"], "batch": o.batch, "status": o.status, "reason": o.reason}
+            )
             if o.status == "failed":
                 continue  # stays out of the snapshot: the next attempt sends it again
             removed = o.row["op"] == "remove"
-            snapshot_rows.append({
-                "email": o.row["email"],
-                "fields_hash": None if removed else o.row.get("fields_hash"),
-                "contact_id": o.contact_id or o.row.get("contact_id"),
-                "status": {"confirmed": "removed" if removed else "member"}.get(o.status, o.status),
-                "reason": o.reason,
-            })
-        schema = {"email": pl.String, "fields_hash": pl.String, "contact_id": pl.String, "status": pl.String,
-                  "reason": pl.String}
-        ledger_schema = {"email": pl.String, "op": pl.String, "batch": pl.String, "status": pl.String,
-                         "reason": pl.String}
-        self.state.commit_confirmed(self.audience.key, self.run_id,
-                                    pl.DataFrame(snapshot_rows, schema=schema),
-                                    pl.DataFrame(ledger_rows, schema=ledger_schema))
+            snapshot_rows.append(
+                {
+                    "email": o.row["email"],
+                    "fields_hash": None if removed else o.row.get("fields_hash"),
+                    "contact_id": o.contact_id or o.row.get("contact_id"),
+                    "status": {"confirmed": "removed" if removed else "member"}.get(o.status, o.status),
+                    "reason": o.reason,
+                }
+            )
+        schema = {
+            "email": pl.String,
+            "fields_hash": pl.String,
+            "contact_id": pl.String,
+            "status": pl.String,
+            "reason": pl.String,
+        }
+        ledger_schema = {
+            "email": pl.String,
+            "op": pl.String,
+            "batch": pl.String,
+            "status": pl.String,
+            "reason": pl.String,
+        }
+        self.state.commit_confirmed(
+            self.audience.key,
+            self.run_id,
+            pl.DataFrame(snapshot_rows, schema=schema),
+            pl.DataFrame(ledger_rows, schema=ledger_schema),
+        )
 
 
 class _Outbox:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import duckdb
 import dagster as dg
+import duckdb
 import polars as pl
 
 from ac_pipeline.definitions import build_definitions
@@ -16,8 +16,9 @@ def _run(defs: dg.Definitions, partition: str, tags: dict[str, str] | None = Non
     """Materialize the two audience assets (not the push: these tests stand in for it).
     Resolved assets come with their resources bound."""
     assets = [defs.resolve_assets_def(name) for name in ("audience_members", "audience_changes")]
-    return dg.materialize(assets, partition_key=partition, tags=tags, raise_on_error=False,
-                          instance=dg.DagsterInstance.ephemeral())
+    return dg.materialize(
+        assets, partition_key=partition, tags=tags, raise_on_error=False, instance=dg.DagsterInstance.ephemeral()
+    )
 
 
 def _metadata(result, asset: str) -> dict:
@@ -35,7 +36,8 @@ def _confirm_everything(home, partition: str) -> None:
     """Stand in for a push that ActiveCampaign confirmed in full."""
     changes = pl.read_parquet(home.assets / "audience_changes" / f"{partition}.parquet")
     confirmed = changes.select(
-        "email", "fields_hash",
+        "email",
+        "fields_hash",
         status=pl.when(pl.col("op") == "remove").then(pl.lit("removed")).otherwise(pl.lit("member")),
     )
     SyncState(home.state).commit_confirmed(partition, "test-run", confirmed)
@@ -50,12 +52,15 @@ def test_every_definition_loads(home) -> None:
 
 def test_partitions_follow_the_configuration(home) -> None:
     text = (home.audiences).read_text()
-    home.audiences.write_text(text + """
+    home.audiences.write_text(
+        text
+        + """
   - key: big_spenders
     list: {name: Big spenders}
     condition: lifetime_value > 1500
     fields: {email: email}
-""")
+"""
+    )
     keys = build_definitions().resolve_job_def("audience_sync").partitions_def.get_partition_keys()
     assert keys[-1] == "big_spenders"
 
@@ -124,8 +129,14 @@ def test_the_daily_schedule_asks_for_one_run_per_audience_and_starts_stopped(hom
     defs = build_definitions()
     schedule = defs.resolve_schedule_def("daily_audience_sync")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 6),
-                                        repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 6), repository_def=defs.get_repository_def()
+    )
     requests = list(schedule.evaluate_tick(context).run_requests)
-    assert [r.partition_key for r in requests] == ["vip_customers", "lapsed_buyers", "newsletter_canada", "welcome_series"]
+    assert [r.partition_key for r in requests] == [
+        "vip_customers",
+        "lapsed_buyers",
+        "newsletter_canada",
+        "welcome_series",
+    ]
     assert len({r.run_key for r in requests}) == 4

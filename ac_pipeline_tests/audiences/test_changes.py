@@ -26,8 +26,9 @@ def members_and_snapshot(draw):
             "email": snapshot_emails,
             "fields_hash": [draw(st.sampled_from(HASHES)) for _ in snapshot_emails],
             "contact_id": [str(i) for i, _ in enumerate(snapshot_emails)],
-            "status": [draw(st.sampled_from(["member", "member", "removed", "opted_out", "rejected"]))
-                       for _ in snapshot_emails],
+            "status": [
+                draw(st.sampled_from(["member", "member", "removed", "opted_out", "rejected"])) for _ in snapshot_emails
+            ],
         },
         schema={"email": pl.String, "fields_hash": pl.String, "contact_id": pl.String, "status": pl.String},
     )
@@ -44,8 +45,11 @@ def test_applying_the_changes_gives_the_members(case) -> None:
     opted_out = set(snapshot.filter(pl.col("status") == "opted_out").get_column("email"))
     # Refused contacts are sent again only when their fields changed.
     refused = set(snapshot.filter(pl.col("status") == "rejected").select("email", "fields_hash").iter_rows())
-    expected = {(e, h) for e, h in members.select("email", "fields_hash").iter_rows()
-                if e not in opted_out and (e, h) not in refused}
+    expected = {
+        (e, h)
+        for e, h in members.select("email", "fields_hash").iter_rows()
+        if e not in opted_out and (e, h) not in refused
+    }
     listed = {(e, h) for e, h in after.filter(pl.col("status") == "member").select("email", "fields_hash").iter_rows()}
     assert listed == expected
     # Opt-outs are never touched, and each contact has at most one change.
@@ -63,14 +67,20 @@ def test_a_second_diff_after_applying_is_empty(case) -> None:
 
 
 def test_each_kind_of_change() -> None:
-    members = pl.DataFrame({"email": ["new@x.io", "back@x.io", "same@x.io", "changed@x.io", "optout@x.io"],
-                            "fields_hash": ["a", "b", "c", "d", "e"]})
-    snapshot = pl.DataFrame({
-        "email": ["back@x.io", "same@x.io", "changed@x.io", "optout@x.io", "gone@x.io"],
-        "fields_hash": ["b", "c", "old", "e", "f"],
-        "contact_id": ["1", "2", "3", "4", "5"],
-        "status": ["removed", "member", "member", "opted_out", "member"],
-    })
+    members = pl.DataFrame(
+        {
+            "email": ["new@x.io", "back@x.io", "same@x.io", "changed@x.io", "optout@x.io"],
+            "fields_hash": ["a", "b", "c", "d", "e"],
+        }
+    )
+    snapshot = pl.DataFrame(
+        {
+            "email": ["back@x.io", "same@x.io", "changed@x.io", "optout@x.io", "gone@x.io"],
+            "fields_hash": ["b", "c", "old", "e", "f"],
+            "contact_id": ["1", "2", "3", "4", "5"],
+            "status": ["removed", "member", "member", "opted_out", "member"],
+        }
+    )
     changes = diff(members, snapshot).sort("email")
     assert changes.select("op", "email", "contact_id").rows() == [
         ("readd", "back@x.io", "1"),
@@ -83,19 +93,29 @@ def test_each_kind_of_change() -> None:
 
 def test_the_first_sync_is_all_adds() -> None:
     members = pl.DataFrame({"email": ["a@x.io", "b@x.io"], "fields_hash": ["1", "2"]})
-    empty = pl.DataFrame(schema={"email": pl.String, "fields_hash": pl.String, "contact_id": pl.String, "status": pl.String})
+    empty = pl.DataFrame(
+        schema={"email": pl.String, "fields_hash": pl.String, "contact_id": pl.String, "status": pl.String}
+    )
     assert counts(diff(members, empty)) == {"add": 2, "readd": 0, "update": 0, "remove": 0}
 
 
 def test_the_audience_members_table_counts_only_its_member_rows() -> None:
-    table = pl.DataFrame({
-        "email": ["a@x.io", "a@x.io", "bad", "b@x.io"],
-        "fields_hash": ["1", "1", None, "2"],
-        "status": ["member", "duplicate", "rejected", "member"],
-        "reason": [None, "same email as customer 1", "email missing", None],
-    })
-    snapshot = pl.DataFrame({"email": ["b@x.io", "c@x.io"], "fields_hash": ["2", "3"], "contact_id": [None, "9"],
-                             "status": ["member", "member"]})
+    table = pl.DataFrame(
+        {
+            "email": ["a@x.io", "a@x.io", "bad", "b@x.io"],
+            "fields_hash": ["1", "1", None, "2"],
+            "status": ["member", "duplicate", "rejected", "member"],
+            "reason": [None, "same email as customer 1", "email missing", None],
+        }
+    )
+    snapshot = pl.DataFrame(
+        {
+            "email": ["b@x.io", "c@x.io"],
+            "fields_hash": ["2", "3"],
+            "contact_id": [None, "9"],
+            "status": ["member", "member"],
+        }
+    )
     changes = diff(table, snapshot).sort("email")
     assert changes.select("op", "email", "contact_id").rows() == [("add", "a@x.io", None), ("remove", "c@x.io", "9")]
     assert "status" not in changes.columns and "reason" not in changes.columns

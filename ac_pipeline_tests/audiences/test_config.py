@@ -40,19 +40,37 @@ def test_a_good_file_parses() -> None:
     ("text", "expected"),
     [
         pytest.param(GOOD.replace("key: lapsed", "key: vip"), ["duplicate audience key", "'vip'"], id="duplicate-keys"),
-        pytest.param(GOOD.replace("fields: {email: email}", "fields: {first_name: first_name}"),
-                     ["'lapsed'", "fields.email is required"], id="missing-email"),
-        pytest.param(GOOD.replace("lifetime_value > 100", "lifetime_value >> AND 3"),
-                     ["'vip'", "condition", "does not parse"], id="sql-does-not-parse"),
-        pytest.param(GOOD.replace("audiences: [vip]", "audiences: [vips]"),
-                     ["'lapsed'", "exclude.audiences", "'vips' names no audience"], id="exclusion-names-no-audience"),
-        pytest.param(GOOD.replace("key: vip\n", "key: vip\n    exclude: {audiences: [lapsed]}\n"),
-                     ["cycle"], id="exclusion-cycle"),
+        pytest.param(
+            GOOD.replace("fields: {email: email}", "fields: {first_name: first_name}"),
+            ["'lapsed'", "fields.email is required"],
+            id="missing-email",
+        ),
+        pytest.param(
+            GOOD.replace("lifetime_value > 100", "lifetime_value >> AND 3"),
+            ["'vip'", "condition", "does not parse"],
+            id="sql-does-not-parse",
+        ),
+        pytest.param(
+            GOOD.replace("audiences: [vip]", "audiences: [vips]"),
+            ["'lapsed'", "exclude.audiences", "'vips' names no audience"],
+            id="exclusion-names-no-audience",
+        ),
+        pytest.param(
+            GOOD.replace("key: vip\n", "key: vip\n    exclude: {audiences: [lapsed]}\n"),
+            ["cycle"],
+            id="exclusion-cycle",
+        ),
         pytest.param(GOOD.replace("key: vip", "key: VIP list"), ["'VIP list'", "lower-case"], id="bad-key"),
-        pytest.param(GOOD.replace("lifetime_value > 100", "1=1; DROP TABLE customers"), ["'vip'", "';'"],
-                     id="statement-smuggled-in"),
-        pytest.param(GOOD.replace("list: {name: VIP}", "list: {name: VIP, colour: red}"),
-                     ["'vip'", "colour", "Extra inputs"], id="unknown-setting"),
+        pytest.param(
+            GOOD.replace("lifetime_value > 100", "1=1; DROP TABLE customers"),
+            ["'vip'", "';'"],
+            id="statement-smuggled-in",
+        ),
+        pytest.param(
+            GOOD.replace("list: {name: VIP}", "list: {name: VIP, colour: red}"),
+            ["'vip'", "colour", "Extra inputs"],
+            id="unknown-setting",
+        ),
         pytest.param("audiences: []", ["non-empty list"], id="no-audiences"),
         pytest.param("audiences: [", ["not valid YAML"], id="not-yaml"),
     ],
@@ -72,8 +90,14 @@ def test_a_missing_file_says_where_to_find_an_example(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("replace", "expected"),
     [
-        (("lifetime_value > 100", "lifetime_valu > 100"), ["'vip'", "condition", "unknown column 'lifetime_valu'", "lifetime_value"]),
-        (("first_name: first_name", "first_name: given_name"), ["'vip'", "fields.first_name", "unknown column 'given_name'"]),
+        (
+            ("lifetime_value > 100", "lifetime_valu > 100"),
+            ["'vip'", "condition", "unknown column 'lifetime_valu'", "lifetime_value"],
+        ),
+        (
+            ("first_name: first_name", "first_name: given_name"),
+            ["'vip'", "fields.first_name", "unknown column 'given_name'"],
+        ),
     ],
 )
 def test_unknown_columns_are_named_with_the_columns_there_are(sample_360, replace, expected) -> None:

@@ -30,8 +30,16 @@ def test_guard(guard, synced, removals, size, passed) -> None:
 
 @pytest.mark.parametrize(
     ("tag", "audience", "expected"),
-    [(None, "vip", False), ("", "vip", False), ("true", "vip", True), ("TRUE", "vip", True),
-     ("vip", "vip", True), ("lapsed, vip", "vip", True), ("lapsed", "vip", False), ("false", "vip", False)],
+    [
+        (None, "vip", False),
+        ("", "vip", False),
+        ("true", "vip", True),
+        ("TRUE", "vip", True),
+        ("vip", "vip", True),
+        ("lapsed, vip", "vip", True),
+        ("lapsed", "vip", False),
+        ("false", "vip", False),
+    ],
 )
 def test_override_tag(tag, audience, expected) -> None:
     assert overridden(tag, audience) is expected

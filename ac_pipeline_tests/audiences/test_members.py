@@ -79,7 +79,9 @@ def connection():
         (9, "zoë.müller@example.de", "Zoë", "bronze", datetime(2026, 1, 1)),
     ]
     con = duckdb.connect()
-    con.execute("CREATE TABLE customers (customer_id BIGINT, email VARCHAR, first_name VARCHAR, tier VARCHAR, updated_at TIMESTAMP)")
+    con.execute(
+        "CREATE TABLE customers (customer_id BIGINT, email VARCHAR, first_name VARCHAR, tier VARCHAR, updated_at TIMESTAMP)"
+    )
     con.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?)", rows)
     con.execute("CREATE TABLE suppressed AS SELECT ' Carol@EXAMPLE.com' AS email")
     yield con

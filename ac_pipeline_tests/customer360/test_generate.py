@@ -30,15 +30,31 @@ def test_the_table_is_dirty_on_purpose(sample_360) -> None:
         assert one("SELECT count(*) FROM customers WHERE email <> trim(email)") > 0
         assert one("SELECT count(*) FROM customers WHERE email <> lower(email)") > 0
         assert one("SELECT count(*) FROM customers WHERE email NOT LIKE '%_@_%._%'") > 0
-        assert one("""SELECT count(*) FROM (SELECT lower(trim(email)) e FROM customers WHERE email IS NOT NULL
-                      GROUP BY e HAVING count(*) > 1)""") > 0
+        assert (
+            one("""SELECT count(*) FROM (SELECT lower(trim(email)) e FROM customers WHERE email IS NOT NULL
+                      GROUP BY e HAVING count(*) > 1)""")
+            > 0
+        )
         assert one("SELECT count(*) FROM customers WHERE first_name IS NULL") > 0
         assert one("SELECT count(*) FROM customers WHERE phone IS NULL") > 0
         assert one("SELECT count(*) FROM customers WHERE first_name <> strip_accents(first_name)") > 0
         assert one("SELECT count(*) FROM suppressed_emails") > 0
         columns = {row[0] for row in connection.sql("DESCRIBE customers").fetchall()}
-    assert {"customer_id", "email", "first_name", "last_name", "phone", "country", "city", "signup_date",
-            "lifetime_value", "order_count", "last_order_date", "loyalty_tier", "email_consent"} <= columns
+    assert {
+        "customer_id",
+        "email",
+        "first_name",
+        "last_name",
+        "phone",
+        "country",
+        "city",
+        "signup_date",
+        "lifetime_value",
+        "order_count",
+        "last_order_date",
+        "loyalty_tier",
+        "email_consent",
+    } <= columns
 
 
 def test_sample_changes_touch_a_few_rows(tmp_path) -> None:

@@ -31,7 +31,11 @@ def test_commit_confirmed_moves_the_snapshot_and_the_ledger_together(tmp_path) -
     ledger = confirmed.select("email", op=pl.lit("add"), batch=pl.lit("b1"), status=pl.lit("confirmed"))
     state.commit_confirmed("vip", "run-1", confirmed, ledger)
     # An update that knows the contact id, then one that does not: the id is kept.
-    state.commit_confirmed("vip", "run-2", pl.DataFrame({"email": ["a@x.io"], "fields_hash": ["9"], "contact_id": ["17"], "status": ["member"]}))
+    state.commit_confirmed(
+        "vip",
+        "run-2",
+        pl.DataFrame({"email": ["a@x.io"], "fields_hash": ["9"], "contact_id": ["17"], "status": ["member"]}),
+    )
     state.commit_confirmed("vip", "run-3", pl.DataFrame({"email": ["a@x.io"], "status": ["removed"]}))
     snapshot = state.snapshot("vip").sort("email")
     assert snapshot.select("email", "fields_hash", "contact_id", "status").rows() == [
@@ -44,15 +48,21 @@ def test_commit_confirmed_moves_the_snapshot_and_the_ledger_together(tmp_path) -
 
 def test_bad_rows_write_nothing(tmp_path) -> None:
     state = SyncState(tmp_path / "state.duckdb")
-    state.commit_confirmed("vip", "run-1", pl.DataFrame({"email": ["a@x.io"], "fields_hash": ["1"], "status": ["member"]}))
+    state.commit_confirmed(
+        "vip", "run-1", pl.DataFrame({"email": ["a@x.io"], "fields_hash": ["1"], "status": ["member"]})
+    )
     with pytest.raises(ValueError, match="same email twice"):
-        state.commit_confirmed("vip", "run-2", pl.DataFrame({"email": ["b@x.io", "b@x.io"], "status": ["member", "member"]}))
+        state.commit_confirmed(
+            "vip", "run-2", pl.DataFrame({"email": ["b@x.io", "b@x.io"], "status": ["member", "member"]})
+        )
     with pytest.raises(ValueError, match="member, removed, opted_out, rejected"):
         state.commit_confirmed("vip", "run-2", pl.DataFrame({"email": ["c@x.io"], "status": ["gone"]}))
     # A failure inside the transaction (a ledger row without an op) rolls the snapshot back too.
     with pytest.raises(duckdb.Error):
         state.commit_confirmed(
-            "vip", "run-2", pl.DataFrame({"email": ["d@x.io"], "status": ["member"]}),
+            "vip",
+            "run-2",
+            pl.DataFrame({"email": ["d@x.io"], "status": ["member"]}),
             pl.DataFrame({"email": ["d@x.io"], "status": ["confirmed"]}),
         )
     assert state.snapshot("vip").get_column("email").to_list() == ["a@x.io"]

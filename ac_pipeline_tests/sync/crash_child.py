@@ -79,7 +79,9 @@ def die_in_commit(nth: int, committed: bool) -> None:
             if commit:
                 state["commits"] += 1
                 if state["commits"] == nth:
-                    members = self._connection.execute("SELECT count(*) FROM snapshot WHERE status = 'member'").fetchall()[0][0]
+                    members = self._connection.execute(
+                        "SELECT count(*) FROM snapshot WHERE status = 'member'"
+                    ).fetchall()[0][0]
                     print(f"committed {members} members", flush=True)
                     die()
             return answer
@@ -122,8 +124,9 @@ def main() -> int:
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     job = build_definitions().resolve_job_def("audience_sync")
     print("started", flush=True)
-    result = job.execute_in_process(partition_key=args.partition, instance=dg.DagsterInstance.ephemeral(),
-                                    raise_on_error=False, run_config=quiet)
+    result = job.execute_in_process(
+        partition_key=args.partition, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, run_config=quiet
+    )
     print("success" if result.success else "failure", flush=True)
     return 0 if result.success else 1
 

@@ -28,8 +28,8 @@ from ac_pipeline.defs.activecampaign.local_sandbox import stop_local_sandbox
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.admin_client import SandboxAdmin
 from ac_pipeline.settings import Paths
-from ac_pipeline_tests.fixtures.pipeline import QUIET, Pipeline, materialization
 from ac_pipeline_tests.fixtures.network import free_port, port_open
+from ac_pipeline_tests.fixtures.pipeline import QUIET, Pipeline, materialization
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = "audience_sync"
@@ -46,6 +46,7 @@ def audience_sync_job() -> dg.JobDefinition:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
 
 def _instance_dir(path: Path, pool_limit: int | None = None) -> Path:
     """A Dagster home with a dagster.yaml, as `dagster dev` or the demo would use it."""
@@ -120,16 +121,22 @@ def _wait_until_closed(port: int, seconds: float = 15.0) -> bool:
 
 # --- 1. definitions ---------------------------------------------------------------------------------
 
+
 def test_definitions_validate_from_the_command_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "data" / "audiences.yaml", home / "audiences.yaml")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AC_PIPELINE_", "ACTIVECAMPAIGN_", "DAGSTER_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AC_PIPELINE_", "ACTIVECAMPAIGN_", "DAGSTER_"))}
     env.update(AC_PIPELINE_HOME=str(home), DAGSTER_HOME=str(_instance_dir(tmp_path / "dagster_home")))
     dagster = Path(sys.executable).parent / "dagster"
-    result = subprocess.run([str(dagster), "definitions", "validate", "-m", "ac_pipeline.definitions"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "ac_pipeline.definitions"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "success" in (result.stdout + result.stderr).lower()
     # Loading the definitions creates no data: no customer 360, no state, no sandbox.
@@ -160,6 +167,7 @@ def test_every_asset_says_what_it_means_and_the_push_is_pooled_and_retried(home:
 
 # --- 2. partitioned runs, one audience fails, re-execution from failure -----------------------------
 
+
 def test_a_failed_audience_is_re_executed_alone_from_failure(pipeline: Pipeline, instance: dg.DagsterInstance) -> None:
     # The welcome series' list must exist already, and does not: its push fails, the others do not.
     _write_audiences(pipeline.home, (WELCOME_LIST_CREATED, WELCOME_LIST_MUST_EXIST))
@@ -186,8 +194,9 @@ def test_a_failed_audience_is_re_executed_alone_from_failure(pipeline: Pipeline,
     others = {key: pipeline.listed(key) for key in KEYS if key != "welcome_series"}
     before = pipeline.sandbox.admin.requests()["total"]
     # execute_job does not carry the parent's tags over (the UI does): name the partition again.
-    again = _execute(instance, "welcome_series",
-                     reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance))
+    again = _execute(
+        instance, "welcome_series", reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+    )
     assert again.success
     run = instance.get_run_by_id(again.run_id)
     assert run.parent_run_id == failed.run_id and run.tags[PARTITION_TAG] == "welcome_series"
@@ -204,7 +213,8 @@ def test_a_failed_audience_is_re_executed_alone_from_failure(pipeline: Pipeline,
     assert set(instance.get_materialized_partitions(dg.AssetKey(PUSH))) == set(KEYS)
     for key in KEYS:  # one materialization of each audience's list, the re-executed one included
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(PUSH), asset_partitions=[key]), limit=10).records
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(PUSH), asset_partitions=[key]), limit=10
+        ).records
         assert len(records) == 1, key
 
 
@@ -237,8 +247,9 @@ def _wait_for_claimed_slot(instance: dg.DagsterInstance, seconds: float = 120.0)
     raise AssertionError(f"no push took a slot of the activecampaign pool within {seconds:g} s")
 
 
-def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(home: Paths, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(
+    home: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Each bulk import takes 4 s (at speed 100): the first push outlasts the second run's start.
     with SandboxServer(api_key="test-sandbox-key", speed=100.0, import_delay=400) as sandbox:
         monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
@@ -249,9 +260,16 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(home: Paths,
         # The audiences and their changes first (in process: they are files), so that each run is its push.
         defs = build_definitions()
         for key in (first_key, second_key):
-            assert defs.resolve_job_def(JOB).execute_in_process(
-                partition_key=key, run_config=QUIET, instance=dg.DagsterInstance.ephemeral(),
-                asset_selection=[dg.AssetKey("audience_members"), dg.AssetKey("audience_changes")]).success
+            assert (
+                defs.resolve_job_def(JOB)
+                .execute_in_process(
+                    partition_key=key,
+                    run_config=QUIET,
+                    instance=dg.DagsterInstance.ephemeral(),
+                    asset_selection=[dg.AssetKey("audience_members"), dg.AssetKey("audience_changes")],
+                )
+                .success
+            )
 
         # Opening the instance here creates its storage: two processes creating a fresh SQLite home at
         # once race on its migrations (alembic "more than one head").
@@ -260,9 +278,15 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(home: Paths,
             processes = {}
             for key in (first_key, second_key):
                 with open(tmp_path / f"{key}.stderr", "w") as stderr:
-                    processes[key] = subprocess.Popen([sys.executable, "-c", RUN_ONE, key], cwd=REPO, env=env,
-                                                      text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                      stderr=stderr)
+                    processes[key] = subprocess.Popen(
+                        [sys.executable, "-c", RUN_ONE, key],
+                        cwd=REPO,
+                        env=env,
+                        text=True,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                    )
             outputs = {}
             try:
                 for key, process in processes.items():
@@ -281,11 +305,14 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(home: Paths,
                         process.kill()
                         process.wait(timeout=10)
             for key, process in processes.items():
-                assert process.returncode == 0 and " True" in outputs[key], \
+                assert process.returncode == 0 and " True" in outputs[key], (
                     outputs[key] + (tmp_path / f"{key}.stderr").read_text()[-3000:]
+                )
 
-            runs = {r.dagster_run.tags[PARTITION_TAG]: r.dagster_run.run_id
-                    for r in instance.get_run_records(dg.RunsFilter(job_name=JOB))}
+            runs = {
+                r.dagster_run.tags[PARTITION_TAG]: r.dagster_run.run_id
+                for r in instance.get_run_records(dg.RunsFilter(job_name=JOB))
+            }
             assert sorted(runs) == sorted((first_key, second_key))
             spans = {}
             for key, run_id in runs.items():
@@ -294,8 +321,11 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(home: Paths,
                 spans[key] = (events[0][2], events[1][2])
             assert spans[first_key][1] <= spans[second_key][0], f"pushes overlapped: {spans}"
             # The pool did the ordering: the second run waited for the first one's slot.
-            blocked = [e for e in instance.all_logs(runs[second_key])
-                       if "blocked by limit for pool activecampaign" in (e.message or "")]
+            blocked = [
+                e
+                for e in instance.all_logs(runs[second_key])
+                if "blocked by limit for pool activecampaign" in (e.message or "")
+            ]
             assert blocked
             info = instance.event_log_storage.get_concurrency_info("activecampaign")
             assert info.limit == 1 and not info.claimed_slots
@@ -306,6 +336,7 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(home: Paths,
 
 
 # --- 4. the removal guard --------------------------------------------------------------------------
+
 
 def test_the_removal_guard_stops_the_push_before_anything_is_sent(pipeline: Pipeline) -> None:
     assert pipeline.sync("welcome_series").success
@@ -333,17 +364,27 @@ def test_the_removal_guard_stops_the_push_before_anything_is_sent(pipeline: Pipe
 
 # --- 5. configuration errors -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("partition", "replacement", "expected"),
     [
-        pytest.param("welcome_series", (WELCOME_LIST_CREATED, WELCOME_LIST_MUST_EXIST),
-                     ["'Welcome series'", "Create it", "list.create: true"], id="missing-list"),
-        pytest.param("vip_customers", ("group: Admin ", "group: Marketing team "),
-                     ["'Marketing team'", "there are: Admin", "list.group"], id="unknown-group"),
+        pytest.param(
+            "welcome_series",
+            (WELCOME_LIST_CREATED, WELCOME_LIST_MUST_EXIST),
+            ["'Welcome series'", "Create it", "list.create: true"],
+            id="missing-list",
+        ),
+        pytest.param(
+            "vip_customers",
+            ("group: Admin ", "group: Marketing team "),
+            ["'Marketing team'", "there are: Admin", "list.group"],
+            id="unknown-group",
+        ),
     ],
 )
-def test_a_configuration_error_fails_clearly_and_is_not_retried(pipeline: Pipeline, partition: str,
-                                                               replacement: tuple[str, str], expected: list[str]) -> None:
+def test_a_configuration_error_fails_clearly_and_is_not_retried(
+    pipeline: Pipeline, partition: str, replacement: tuple[str, str], expected: list[str]
+) -> None:
     _write_audiences(pipeline.home, replacement)
     result = pipeline.sync(partition)
     assert not result.success
@@ -355,12 +396,15 @@ def test_a_configuration_error_fails_clearly_and_is_not_retried(pipeline: Pipeli
     assert "STEP_UP_FOR_RETRY" not in kinds and "STEP_RESTARTED" not in kinds
     assert kinds.count("STEP_START") == 1 and kinds.count("STEP_FAILURE") == 1
     # Nothing was sent for it: no contacts, no list.
-    assert not any(path.startswith(("POST /api/3/import", "POST /api/3/contact", "POST /api/3/lists"))
-                   for path in pipeline.sandbox.admin.requests()["by_path"])
+    assert not any(
+        path.startswith(("POST /api/3/import", "POST /api/3/contact", "POST /api/3/lists"))
+        for path in pipeline.sandbox.admin.requests()["by_path"]
+    )
     assert pipeline.state.snapshot(partition).is_empty()
 
 
 # --- 6. the built-in sandbox -----------------------------------------------------------------------
+
 
 def test_without_an_account_the_sync_starts_the_built_in_sandbox(home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
@@ -371,8 +415,11 @@ def test_without_an_account_the_sync_starts_the_built_in_sandbox(home: Paths, mo
     assert defs.resources["activecampaign"].uses_sandbox
     try:
         result = defs.resolve_job_def(JOB).execute_in_process(
-            partition_key="welcome_series", run_config=QUIET, instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=False)
+            partition_key="welcome_series",
+            run_config=QUIET,
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
         assert result.success, _failure_message(result.all_events)
         pushed = materialization(result, PUSH)
         assert pushed["destination"] == "the built-in sandbox"
@@ -415,8 +462,12 @@ def test_a_run_waits_while_another_runs_push_writes_the_sync_state(pipeline: Pip
     run's audience_changes reads the snapshot while another run's push commits to it. That must cost a
     short wait, not a failed run (audience_changes has no retry policy)."""
     assert pipeline.sync("welcome_series").success  # the state file exists, as after any first sync
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_STATE, str(pipeline.home.state)], text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_STATE, str(pipeline.home.state)],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         # The other push's commit ends a few seconds later (a real one takes milliseconds; a few seconds

@@ -18,7 +18,9 @@ def test_first_sync_then_only_what_changed(pipeline: Pipeline) -> None:
     assert pipeline.sandbox.admin.list_info("VIP customers")["visible"]  # granted to the Admin group
 
     # A few VIPs drop out, one changes name; nothing else moves.
-    pipeline.execute("UPDATE customers SET loyalty_tier = 'bronze' WHERE loyalty_tier IN ('gold', 'platinum') AND customer_id % 20 = 0")
+    pipeline.execute(
+        "UPDATE customers SET loyalty_tier = 'bronze' WHERE loyalty_tier IN ('gold', 'platinum') AND customer_id % 20 = 0"
+    )
     pipeline.execute("""UPDATE customers SET first_name = 'Changed' WHERE customer_id =
                         (SELECT min(customer_id) FROM customers WHERE loyalty_tier = 'platinum' AND email_consent)""")
     before = pipeline.sandbox.admin.requests()["total"]
@@ -26,7 +28,11 @@ def test_first_sync_then_only_what_changed(pipeline: Pipeline) -> None:
     assert second.success
     pushed = materialization(second, "activecampaign_sync")
     assert pushed["adds"] == 0 and pushed["updates"] >= 1 and pushed["removals"] > 0
-    assert pipeline.listed("vip_customers") == pipeline.audience("vip_customers") == pipeline.snapshot_members("vip_customers")
+    assert (
+        pipeline.listed("vip_customers")
+        == pipeline.audience("vip_customers")
+        == pipeline.snapshot_members("vip_customers")
+    )
     assert pipeline.sandbox.admin.requests()["total"] - before == pushed["requests"]
 
     # Nothing changed: nothing is sent.
@@ -98,11 +104,16 @@ def test_a_dry_run_sends_nothing_and_says_what_it_would_send(pipeline: Pipeline)
     assert result.success
     assert pipeline.sandbox.admin.requests()["total"] == 0
     assert pipeline.state.snapshot("vip_customers").is_empty()
-    observations = [e.asset_observation_data.asset_observation for e in result.all_events
-                    if e.event_type_value == "ASSET_OBSERVATION"]
+    observations = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     [plan] = [o.metadata for o in observations if o.asset_key.to_user_string() == "activecampaign_sync"]
     members = len(pipeline.audience("vip_customers"))
     assert plan["bulk import: add"].value == members
     assert plan["requests"].value >= 2 * (members // 250)
     assert "VIP" in plan["plan"].value
-    assert not [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "activecampaign_sync"]
+    assert not [
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "activecampaign_sync"
+    ]

@@ -26,8 +26,8 @@ import polars as pl
 import pytest
 from dagster._serdes import serialize_value
 
-from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.definitions import build_definitions
+from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.admin_client import SandboxAdminError
 from ac_pipeline.settings import Paths
@@ -51,8 +51,7 @@ STORM = "/api/3/*:500=0.06,503=0.04,drop=0.05;/api/3/import/*:429=0.2;/api/3/con
 
 
 def events_of(result: dg.ExecuteInProcessResult, event_type: str, step: str | None = None) -> list[dg.DagsterEvent]:
-    return [e for e in result.all_events
-            if e.event_type_value == event_type and (step is None or e.step_key == step)]
+    return [e for e in result.all_events if e.event_type_value == event_type and (step is None or e.step_key == step)]
 
 
 def retries_of(result: dg.ExecuteInProcessResult, step: str | None = None) -> int:
@@ -68,7 +67,11 @@ def failure_message(result: dg.ExecuteInProcessResult, step: str) -> str:
 
 def assert_in_step(pipeline: Pipeline, partition: str) -> None:
     """No drift: the list holds exactly the audience, and the snapshot says so."""
-    listed, audience, snapshot = pipeline.listed(partition), pipeline.audience(partition), pipeline.snapshot_members(partition)
+    listed, audience, snapshot = (
+        pipeline.listed(partition),
+        pipeline.audience(partition),
+        pipeline.snapshot_members(partition),
+    )
     assert listed == audience, (partition, len(listed - audience), len(audience - listed))
     assert snapshot == audience, (partition, len(snapshot - audience), len(audience - snapshot))
 
@@ -130,9 +133,13 @@ def test_every_audience_syncs_exactly_through_a_fault_storm(pipeline: Pipeline) 
 
     # An incremental change under the same storm: people leave and join audiences, fields change, and a
     # handful of changes to welcome_series goes the one-by-one way.
-    pipeline.execute("UPDATE customers SET loyalty_tier = 'bronze' WHERE loyalty_tier IN ('gold', 'platinum') AND customer_id % 17 = 0")
+    pipeline.execute(
+        "UPDATE customers SET loyalty_tier = 'bronze' WHERE loyalty_tier IN ('gold', 'platinum') AND customer_id % 17 = 0"
+    )
     pipeline.execute("UPDATE customers SET first_name = 'Storm' WHERE customer_id % 41 = 0")
-    pipeline.execute("UPDATE customers SET last_order_date = DATE '2026-10-20' WHERE order_count >= 2 AND customer_id % 13 = 0")
+    pipeline.execute(
+        "UPDATE customers SET last_order_date = DATE '2026-10-20' WHERE order_count >= 2 AND customer_id % 13 = 0"
+    )
     pipeline.execute("UPDATE customers SET city = 'Halifax' WHERE country = 'CA' AND customer_id % 23 = 0")
     leaving = sorted(pipeline.audience("welcome_series"))[:4]
     pipeline.execute(f"UPDATE customers SET order_count = 1 WHERE lower(trim(email)) IN ({quoted(leaving)})")
@@ -202,11 +209,20 @@ def test_a_sync_killed_at_random_points_resumes_without_drift_or_resending(
     pipeline = Pipeline(home=home, sandbox=sandbox, defs=build_definitions())
     for trial, (how, n) in enumerate(crash_trials(seed=3)):
         fresh_start(pipeline)
-        die_in = {"members-write": how, "changes-write": how, "before-commit": f"before-commit:{n}",
-                  "after-commit": f"after-commit:{n}"}.get(how, "")
+        die_in = {
+            "members-write": how,
+            "changes-write": how,
+            "before-commit": f"before-commit:{n}",
+            "after-commit": f"after-commit:{n}",
+        }.get(how, "")
         output = open(tmp_path / f"child-{trial}.log", "wb")  # noqa: SIM115
-        child = subprocess.Popen([sys.executable, str(CRASH_CHILD), CRASH_AUDIENCE, "--die-in", die_in],
-                                 env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            [sys.executable, str(CRASH_CHILD), CRASH_AUDIENCE, "--die-in", die_in],
+            env=dict(os.environ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             if how.startswith("kill-after-"):
                 deadline = time.monotonic() + 120
@@ -269,12 +285,19 @@ def test_one_failing_audience_is_retried_alone_and_resends_only_its_unconfirmed_
     admin = pipeline.sandbox.admin
     # One client retry: a persistent 503 fails the step in a second rather than after 8 backed-off retries.
     defs = pipeline.defs
-    client_resource = ActiveCampaignResource(api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"),
-                                             api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"),
-                                             sandbox_speed=pipeline.sandbox.config.speed, max_retries=1)
-    pipeline = Pipeline(pipeline.home, pipeline.sandbox,
-                        dg.Definitions(assets=defs.assets, jobs=defs.jobs,
-                                       resources={**defs.resources, "activecampaign": client_resource}))
+    client_resource = ActiveCampaignResource(
+        api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"),
+        api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"),
+        sandbox_speed=pipeline.sandbox.config.speed,
+        max_retries=1,
+    )
+    pipeline = Pipeline(
+        pipeline.home,
+        pipeline.sandbox,
+        dg.Definitions(
+            assets=defs.assets, jobs=defs.jobs, resources={**defs.resources, "activecampaign": client_resource}
+        ),
+    )
 
     # The failing audience's first attempt: three batches are confirmed, then ActiveCampaign's import
     # endpoints answer 503 until that attempt has failed.
@@ -335,8 +358,10 @@ def test_one_failing_audience_is_retried_alone_and_resends_only_its_unconfirmed_
     assert seen["confirmed"] >= 3 * BATCH
     retried = materialization(results[failing], SYNC_STEP)
     assert retried["skipped"] == seen["confirmed"] and retried["adds"] == members - seen["confirmed"]
-    assert ended[failing] == (seen["applied"] + members - seen["confirmed"],
-                              seen["accepted"] + bulk_batches(members - seen["confirmed"]))
+    assert ended[failing] == (
+        seen["applied"] + members - seen["confirmed"],
+        seen["accepted"] + bulk_batches(members - seen["confirmed"]),
+    )
     ledger = pipeline.state.ledger(failing)
     assert ledger.height == members and ledger.get_column("email").n_unique() == members  # each confirmed once
 
@@ -412,8 +437,14 @@ def strings_in_duckdb(path: Path) -> str:
     return "\n".join(parts)
 
 
-def test_the_api_key_never_leaks(home: Paths, make_sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                 capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+def test_the_api_key_never_leaks(
+    home: Paths,
+    make_sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level("DEBUG")
     sandbox = make_sandbox(api_key=SECRET, faults=STORM, seed=5)
     use_sandbox(monkeypatch, sandbox)
@@ -435,8 +466,9 @@ def test_the_api_key_never_leaks(home: Paths, make_sandbox, monkeypatch: pytest.
             assert results[-1].success, key
         pipeline.execute("UPDATE customers SET first_name = 'Secretive' WHERE customer_id % 29 = 0")
         results.append(pipeline.sync("vip_customers", instance=instance, run_config=debug))
-        results.append(pipeline.sync("lapsed_buyers", instance=instance, run_config=debug,
-                                     tags={"ac_pipeline/dry_run": "true"}))
+        results.append(
+            pipeline.sync("lapsed_buyers", instance=instance, run_config=debug, tags={"ac_pipeline/dry_run": "true"})
+        )
         assert all(r.success for r in results[1:])
         for result in results:
             run_id = result.run_id
@@ -466,7 +498,7 @@ def test_the_api_key_never_leaks(home: Paths, make_sandbox, monkeypatch: pytest.
             seen.append(path.read_bytes().decode("latin-1"))
 
     for secret in (SECRET, WRONG_SECRET):
-        leaks = [text[max(0, text.find(secret) - 200):text.find(secret) + 50] for text in seen if secret in text]
+        leaks = [text[max(0, text.find(secret) - 200) : text.find(secret) + 50] for text in seen if secret in text]
         assert not leaks, leaks[:3]
 
 
@@ -474,8 +506,9 @@ def test_the_api_key_never_leaks(home: Paths, make_sandbox, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize("bad_key", [WRONG_SECRET, "", "  "], ids=["wrong", "empty", "blank"])
-def test_a_bad_key_fails_clearly_and_is_not_retried(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch,
-                                                    quick_step_retries: None, bad_key: str) -> None:
+def test_a_bad_key_fails_clearly_and_is_not_retried(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, quick_step_retries: None, bad_key: str
+) -> None:
     monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", bad_key)
     result = pipeline.sync("vip_customers", instance=dg.DagsterInstance.ephemeral())
     assert not result.success

@@ -29,7 +29,9 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         kinds={"activecampaign"},
         pool=POOL,
         # A retry resumes from the snapshot: what ActiveCampaign confirmed is never sent again.
-        retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+        retry_policy=dg.RetryPolicy(
+            max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        ),
         output_required=False,  # a dry run materializes nothing
     )
     def activecampaign_sync(
@@ -53,12 +55,18 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         dry_run = config.dry_run or context.run.tags.get(DRY_RUN_TAG, "").lower() == "true"
         if dry_run:
             intended = plan(audience_changes, state.snapshot(key), audience)
-            context.log.info(f"dry run for {audience.list.name!r}: {intended.by_operation}, ~{intended.requests} requests")
+            context.log.info(
+                f"dry run for {audience.list.name!r}: {intended.by_operation}, ~{intended.requests} requests"
+            )
             yield dg.AssetObservation(
-                asset_key=context.asset_key, partition=key,
-                metadata={"dry_run": True, "requests": intended.requests,
-                          **{op: n for op, n in intended.by_operation.items()},
-                          "plan": dg.MetadataValue.md(intended.as_markdown())},
+                asset_key=context.asset_key,
+                partition=key,
+                metadata={
+                    "dry_run": True,
+                    "requests": intended.requests,
+                    **{op: n for op, n in intended.by_operation.items()},
+                    "plan": dg.MetadataValue.md(intended.as_markdown()),
+                },
             )
             return
 
@@ -66,8 +74,14 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         state.start_run(key, context.run_id)
         try:
             with activecampaign.get_client() as client:
-                push = Push(client, state, audience, context.run_id, log=context.log.info,
-                            poll_interval=activecampaign.poll_interval)
+                push = Push(
+                    client,
+                    state,
+                    audience,
+                    context.run_id,
+                    log=context.log.info,
+                    poll_interval=activecampaign.poll_interval,
+                )
                 try:
                     result = push.run(audience_changes)
                 finally:
@@ -83,10 +97,18 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
 
         seconds = time.perf_counter() - started
         failed = result.outcomes["failed"]
-        counts = {"adds": result.pending["add"], "readds": result.pending["readd"], "updates": result.pending["update"],
-                  "removals": result.pending["remove"], "confirmed": result.outcomes["confirmed"],
-                  "opted_out": result.outcomes["opted_out"], "failed": failed,
-                  "skipped": result.already_confirmed, "requests": result.requests, "seconds": round(seconds, 3)}
+        counts = {
+            "adds": result.pending["add"],
+            "readds": result.pending["readd"],
+            "updates": result.pending["update"],
+            "removals": result.pending["remove"],
+            "confirmed": result.outcomes["confirmed"],
+            "opted_out": result.outcomes["opted_out"],
+            "failed": failed,
+            "skipped": result.already_confirmed,
+            "requests": result.requests,
+            "seconds": round(seconds, 3),
+        }
         state.finish_run(key, context.run_id, "failed" if failed else "success", counts)
         if failed:
             raise PushIncomplete(

@@ -23,18 +23,27 @@ def run(args: argparse.Namespace) -> int:
 
     configured = activecampaign_resource(paths())
     # Outside a Dagster run nothing resolves EnvVar fields, so read the two variables here.
-    resource = configured.model_copy(update={"api_url": os.environ.get("ACTIVECAMPAIGN_API_URL") or None,
-                                             "api_key": os.environ.get("ACTIVECAMPAIGN_API_KEY") or None}) \
-        if not configured.uses_sandbox else configured
+    resource = (
+        configured.model_copy(
+            update={
+                "api_url": os.environ.get("ACTIVECAMPAIGN_API_URL") or None,
+                "api_key": os.environ.get("ACTIVECAMPAIGN_API_KEY") or None,
+            }
+        )
+        if not configured.uses_sandbox
+        else configured
+    )
     try:
         with resource.get_client() as client:
             found = client.check_connection()
     except ActiveCampaignError as exc:
         print(f"ActiveCampaign at {resource.describe()} did not accept the connection: {exc}")
         return 1
-    except Exception as exc:  # noqa: BLE001 - a person reads this; say what happened
+    except Exception as exc:
         print(f"could not check the connection to {resource.describe()}: {exc}")
         return 1
-    print(f"connected to {resource.describe()} ({found['api_url']}): {found['lists_total']} lists, "
-          f"user groups: {', '.join(map(str, found['groups'])) or 'none'}")
+    print(
+        f"connected to {resource.describe()} ({found['api_url']}): {found['lists_total']} lists, "
+        f"user groups: {', '.join(map(str, found['groups'])) or 'none'}"
+    )
     return 0

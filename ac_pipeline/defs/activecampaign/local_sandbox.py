@@ -47,9 +47,25 @@ def ensure_local_sandbox(state_file: Path, port: int, speed: float, wait_seconds
     state_file.parent.mkdir(parents=True, exist_ok=True)
     log = open(state_file.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child process
     process = subprocess.Popen(
-        [sys.executable, "-m", "ac_pipeline.cli", "sandbox", "--host", "127.0.0.1", "--port", str(port),
-         "--state", str(state_file), "--speed", repr(speed), "--api-key", SANDBOX_API_KEY],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "ac_pipeline.cli",
+            "sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--state",
+            str(state_file),
+            "--speed",
+            repr(speed),
+            "--api-key",
+            SANDBOX_API_KEY,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,  # outlives the step that started it, and ignores the step's Ctrl-C
         env={k: v for k, v in os.environ.items() if k != "ACTIVECAMPAIGN_API_KEY"},
     )

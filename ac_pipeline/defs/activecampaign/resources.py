@@ -21,8 +21,9 @@ from ac_pipeline.settings import Paths
 class ActiveCampaignResource(dg.ConfigurableResource):
     """An ActiveCampaign account: its API URL and key, and the limits its plan allows."""
 
-    api_url: str | None = Field(default=None, description="The account's API URL (Settings -> Developer). "
-                                "Unset: the built-in sandbox.")
+    api_url: str | None = Field(
+        default=None, description="The account's API URL (Settings -> Developer). Unset: the built-in sandbox."
+    )
     api_key: str | None = Field(default=None, description="The API key; set it through ACTIVECAMPAIGN_API_KEY.")
     requests_per_second: float = Field(default=5.0, description="The account's request budget (5 on every plan).")
     bulk_imports_per_minute: float = 100
@@ -31,8 +32,11 @@ class ActiveCampaignResource(dg.ConfigurableResource):
     max_retries: int = 8
     sandbox_state: str = Field(default="data/sandbox.sqlite", description="The built-in sandbox's state file.")
     sandbox_port: int = 8765
-    sandbox_speed: float = Field(default=1.0, description="For a sandbox only: its --speed; the limits are "
-                                 "multiplied and the waits divided by it. Leave at 1 for a real account.")
+    sandbox_speed: float = Field(
+        default=1.0,
+        description="For a sandbox only: its --speed; the limits are "
+        "multiplied and the waits divided by it. Leave at 1 for a real account.",
+    )
 
     @property
     def uses_sandbox(self) -> bool:
@@ -47,8 +51,12 @@ class ActiveCampaignResource(dg.ConfigurableResource):
         # A sped-up sandbox shrinks its one-second window (to 50 ms at speed 20) but not the jitter of a
         # request's trip, so it gets a wider margin; against a real account 5% is plenty.
         margin = 0.05 if self.sandbox_speed <= 1 else 0.2
-        limits = RateLimits(self.requests_per_second, self.bulk_imports_per_minute,
-                            self.single_contact_imports_per_minute, safety_margin=margin)
+        limits = RateLimits(
+            self.requests_per_second,
+            self.bulk_imports_per_minute,
+            self.single_contact_imports_per_minute,
+            safety_margin=margin,
+        )
         return limits.scaled(self.sandbox_speed)
 
     @contextmanager
@@ -60,10 +68,13 @@ class ActiveCampaignResource(dg.ConfigurableResource):
             if not (self.api_key or "").strip():
                 raise dg.Failure(
                     "ACTIVECAMPAIGN_API_URL is set but ACTIVECAMPAIGN_API_KEY is empty: set the key from "
-                    "Settings -> Developer in ActiveCampaign", allow_retries=False)
+                    "Settings -> Developer in ActiveCampaign",
+                    allow_retries=False,
+                )
             url, key = str(self.api_url), self.api_key
-        client = ActiveCampaignClient(url, key, limits=self._limits(), timeout=self.timeout_seconds,
-                                      max_retries=self.max_retries)
+        client = ActiveCampaignClient(
+            url, key, limits=self._limits(), timeout=self.timeout_seconds, max_retries=self.max_retries
+        )
         try:
             yield client
         finally:
@@ -79,8 +90,10 @@ def activecampaign_resource(where: Paths) -> ActiveCampaignResource:
     speed = float(os.environ.get("AC_PIPELINE_SANDBOX_SPEED", "1"))
     if os.environ.get("ACTIVECAMPAIGN_API_URL", "").strip():
         return ActiveCampaignResource(
-            api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"), api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"),
-            sandbox_speed=speed)
+            api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"),
+            api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"),
+            sandbox_speed=speed,
+        )
     return ActiveCampaignResource(
         sandbox_state=str(where.sandbox_state),
         sandbox_port=int(os.environ.get("AC_PIPELINE_SANDBOX_PORT", "8765")),

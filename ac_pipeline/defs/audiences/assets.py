@@ -4,7 +4,6 @@ Built by a factory because the partitions (one per audience) come from audiences
 location loads.
 """
 
-
 import time
 from pathlib import Path
 
@@ -14,8 +13,8 @@ from dagster_duckdb import DuckDBResource
 
 from ac_pipeline.audiences import changes as audience_changes_lib
 from ac_pipeline.audiences.config import check_against_columns
-from ac_pipeline.audiences.members import compute_members
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
+from ac_pipeline.audiences.members import compute_members
 from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.metadata import markdown_preview
@@ -52,14 +51,19 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         if not Path(customer_360.database).exists():
             raise dg.Failure(
                 f"no customer 360 at {customer_360.database}: run `ac-pipeline generate` for the sample one, "
-                "or point AC_PIPELINE_CUSTOMER_360 at yours", allow_retries=False)
+                "or point AC_PIPELINE_CUSTOMER_360 at yours",
+                allow_retries=False,
+            )
         with customer_360.get_connection() as connection:
             check_against_columns(audience, connection, catalog.source.table)
             rows = compute_members(connection, audience, catalog.by_key, catalog.source)
         by_status = dict(rows.group_by("status").len().iter_rows())
         reasons = (
-            rows.filter(pl.col("status") != "member").group_by("status", "reason").len()
-            .sort("len", descending=True).head(15)
+            rows.filter(pl.col("status") != "member")
+            .group_by("status", "reason")
+            .len()
+            .sort("len", descending=True)
+            .head(15)
         )
         members = rows.filter(pl.col("status") == "member")
         preview_columns = [c for c in members.columns if c not in ("email_raw", "updated_at", "status", "reason")]

@@ -24,8 +24,9 @@ removal_guard_spec = dg.AssetCheckSpec(
 )
 
 
-def removal_guard_result(audience: Audience, synced_members: int, removals: int, audience_size: int,
-                         override: bool) -> dg.AssetCheckResult:
+def removal_guard_result(
+    audience: Audience, synced_members: int, removals: int, audience_size: int, override: bool
+) -> dg.AssetCheckResult:
     verdict = evaluate(audience.removal_guard, synced_members, removals, audience_size)
     metadata = {
         "removals": removals,
@@ -38,7 +39,9 @@ def removal_guard_result(audience: Audience, synced_members: int, removals: int,
         return dg.AssetCheckResult(check_name=REMOVAL_GUARD, passed=True, metadata=metadata, description=verdict.reason)
     if override:
         return dg.AssetCheckResult(
-            check_name=REMOVAL_GUARD, passed=True, metadata=metadata,
+            check_name=REMOVAL_GUARD,
+            passed=True,
+            metadata=metadata,
             description=f"Overridden for this run by a person: {verdict.reason}",
         )
     return dg.AssetCheckResult(
