@@ -81,7 +81,14 @@ class ActiveCampaignResource(dg.ConfigurableResource):
             client.close()
 
     def describe(self) -> str:
-        return "the built-in sandbox" if self.uses_sandbox else str(self.api_url)
+        """Where the pushes go, in words a person can check: the account's URL, never the key."""
+        if self.uses_sandbox:
+            return "the built-in sandbox"
+        url = self.api_url
+        if isinstance(url, dg.EnvVar):
+            # Outside a run nothing has resolved the EnvVar yet, and reading it as a string raises.
+            url = url.get_value() or f"${url.env_var_name} (unset)"
+        return str(url)
 
 
 def activecampaign_resource(where: Paths) -> ActiveCampaignResource:
