@@ -214,10 +214,10 @@ def _bulk_failures(reasons: list[Any]) -> list[BulkImportFailure]:
     failures = []
     for reason in reasons:
         if isinstance(reason, dict):
-            index = reason.get("contact")
+            index = str(reason.get("contact"))
             failures.append(
                 BulkImportFailure(
-                    index=int(index) if str(index).isdigit() else None, reason=str(reason.get("failureReason", ""))
+                    index=int(index) if index.isdigit() else None, reason=str(reason.get("failureReason", ""))
                 )
             )
         else:

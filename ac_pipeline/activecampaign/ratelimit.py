@@ -136,12 +136,12 @@ class RateLimiter:
         # 60 s for a real account, 100 in 3 s for a sandbox at speed 20 (as the sandbox counts them). A
         # minute is long beside a request's jitter, so a fifth of the spacing's margin is enough.
         window_stretch = 1.0 + limits.safety_margin / 5
+        budgets: tuple[tuple[BulkKind, int, float], ...] = (
+            ("multi", BULK_IMPORTS_PER_WINDOW, limits.bulk_imports_per_minute),
+            ("single", SINGLE_CONTACT_IMPORTS_PER_WINDOW, limits.single_contact_imports_per_minute),
+        )
         self._bulk: dict[BulkKind, Window] = {
-            kind: Window(count, window_stretch * 60.0 * count / per_minute)
-            for kind, count, per_minute in (
-                ("multi", BULK_IMPORTS_PER_WINDOW, limits.bulk_imports_per_minute),
-                ("single", SINGLE_CONTACT_IMPORTS_PER_WINDOW, limits.single_contact_imports_per_minute),
-            )
+            kind: Window(count, window_stretch * 60.0 * count / per_minute) for kind, count, per_minute in budgets
         }
         self._paused_until = 0.0
         self._bulk_paused_until = 0.0

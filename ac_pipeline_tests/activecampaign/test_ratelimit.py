@@ -66,7 +66,7 @@ def test_bulk_windows_shrink_with_the_speed() -> None:
 
 
 def test_pause_holds_back_everything_and_bulk_only_pause_only_bulk() -> None:
-    limiter, clock = fake_limiter(requests_per_second=1000, safety_margin=0.0)
+    limiter, _ = fake_limiter(requests_per_second=1000, safety_margin=0.0)
     limiter.pause(0.25)
     assert limiter.acquire() == pytest.approx(0.25)
     limiter.pause(5.0, bulk_only=True)
