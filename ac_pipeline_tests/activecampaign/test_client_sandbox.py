@@ -182,6 +182,56 @@ def test_duplicate_contact_is_a_validation_error(client: ActiveCampaignClient) -
     assert client.stats.retries == 0
 
 
+def test_set_list_status_returns_what_activecampaign_stored(client: ActiveCampaignClient) -> None:
+    vip = new_list(client)
+    ann = client.sync_contact("ann@example.com")
+    subscribed = client.set_list_status(ann["id"], vip["id"], 1)
+    unsubscribed = client.set_list_status(ann["id"], vip["id"], 2)
+    for stored, status in ((subscribed, "1"), (unsubscribed, "2")):
+        assert (str(stored["list"]), str(stored["contact"]), str(stored["status"])) == (
+            str(vip["id"]),
+            str(ann["id"]),
+            status,
+        )
+        assert stored["udate"]
+    [membership] = client.contact_lists(ann["id"])
+    assert membership["udate"] == unsubscribed["udate"]
+
+
+def test_list_memberships_come_with_each_contacts_record(client: ActiveCampaignClient, sb: SandboxServer) -> None:
+    vip, other = new_list(client), new_list(client, "Audience: Other")
+    contacts = [client.sync_contact(f"{name}@example.com") for name in ("ann", "bob", "cy")]
+    for person in contacts:
+        client.set_list_status(person["id"], other["id"], 1)
+        client.set_list_status(person["id"], vip["id"], 1)
+    ann, bob, cy = contacts
+    ours = client.set_list_status(bob["id"], vip["id"], 2)
+    sb.admin.unsubscribe(cy["email"], vip["id"])  # the person's own unsubscribe
+
+    unsubscribed = list(client.iter_list_memberships(vip["id"], 2))
+    assert [contact["email"] for contact, _ in unsubscribed] == ["bob@example.com", "cy@example.com"]
+    for contact, stored in unsubscribed:
+        assert (str(stored["list"]), str(stored["contact"]), str(stored["status"])) == (
+            str(vip["id"]),
+            str(contact["id"]),
+            "2",
+        )
+    assert unsubscribed[0][1]["udate"] == ours["udate"]  # the record of our unsubscribe, as it was answered
+    active = list(client.iter_list_memberships(vip["id"], 1))
+    assert [(contact["id"], str(stored["list"])) for contact, stored in active] == [(ann["id"], str(vip["id"]))]
+
+
+def test_list_memberships_are_paged_by_id(client: ActiveCampaignClient) -> None:
+    vip = new_list(client)
+    info = client.wait_for_import(client.bulk_import(people(101, vip["id"])), poll_interval=0.01, timeout=20)
+    assert info.done
+    pairs = list(client.iter_list_memberships(vip["id"], 1))
+    ids = [int(contact["id"]) for contact, _ in pairs]
+    assert len(ids) == 101 and ids == sorted(ids) and len(set(ids)) == 101
+    assert all(str(stored["contact"]) == contact["id"] and str(stored["status"]) == "1" for contact, stored in pairs)
+    assert client.stats.requests_by_endpoint["GET contacts"] == 2  # 100, then 1
+
+
 # -- bulk import -----------------------------------------------------------------------------------------
 
 

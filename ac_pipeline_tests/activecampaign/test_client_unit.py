@@ -301,3 +301,96 @@ def test_bad_configuration_is_refused_up_front() -> None:
         ActiveCampaignClient("https://acme.api-us1.com", " ")
     with pytest.raises(ValueError, match="https://"):
         ActiveCampaignClient("acme.api-us1.com", KEY)
+
+
+# -- list memberships, on answers shaped like the real API's ------------------------------------------------
+
+
+def contact(contact_id: int) -> dict:
+    return {"id": str(contact_id), "email": f"p{contact_id}@x.io", "contactLists": []}
+
+
+def record(contact_id: int, list_id: int, status: int, udate: str = "2024-05-01T10:00:00-05:00") -> dict:
+    """A side-loaded contactLists record, as GET contacts?include=contactLists answers it (ids as strings)."""
+    return {
+        "contact": str(contact_id),
+        "list": str(list_id),
+        "status": str(status),
+        "udate": udate,
+        "unsubreason": "",
+        "campaign": None,
+        "message": None,
+        "unsubscribeAutomation": None,
+        "ip4Unsub": "0",
+        "sourceid": "0",
+        "id": str(1000 * list_id + contact_id),
+    }
+
+
+def memberships_page(contact_ids: range, list_id: int, status: int) -> httpx.Response:
+    """A page of members of `list_id`; each is also on list 99, whose record comes first."""
+    records = [r for i in contact_ids for r in (record(i, 99, 1), record(i, list_id, status, f"udate-{i}"))]
+    return ok({"contacts": [contact(i) for i in contact_ids], "contactLists": records, "meta": {"total": "101"}})
+
+
+def test_iter_list_memberships_pairs_each_contact_with_its_record_for_the_list() -> None:
+    handler, seen = scripted(memberships_page(range(1, 101), 7, 2), memberships_page(range(101, 102), 7, 2))
+    with make_client(handler, FakeClock()) as client:
+        pairs = list(client.iter_list_memberships(7, 2))
+    assert len(pairs) == 101
+    assert all(c["id"] == r["contact"] and r["list"] == "7" and r["status"] == "2" for c, r in pairs)
+    assert pairs[-1][1]["udate"] == "udate-101"
+    assert len(seen) == 2  # one request per 100 contacts, paged by id
+    first, second = (dict(request.url.params) for request in seen)
+    assert first == {
+        "listid": "7",
+        "status": "2",
+        "orders[id]": "ASC",
+        "limit": "100",
+        "include": "contactLists",
+        "id_greater": "0",
+    }
+    assert second["id_greater"] == "100"
+
+
+def test_iter_list_memberships_leaves_out_a_record_with_another_status() -> None:
+    answer = ok({"contacts": [contact(1), contact(2)], "contactLists": [record(1, 7, 2), record(2, 7, 1)]})
+    handler, _ = scripted(answer)
+    with make_client(handler, FakeClock()) as client:
+        assert [c["id"] for c, _ in client.iter_list_memberships("7", 2)] == ["1"]
+
+
+def test_iter_list_memberships_without_the_record_is_an_error() -> None:
+    handler, _ = scripted(ok({"contacts": [contact(1)], "contactLists": [record(1, 99, 2)]}))
+    with make_client(handler, FakeClock()) as client:
+        with pytest.raises(ActiveCampaignError, match="without its contactList record for list 7"):
+            list(client.iter_list_memberships(7, 2))
+        with pytest.raises(ValueError, match="list status"):
+            list(client.iter_list_memberships(7, 5))
+
+
+def test_set_list_status_returns_the_contact_list_record() -> None:
+    stored = {**record(3, 7, 2, "2024-05-02T11:12:13-05:00"), "status": 2}
+    handler, seen = scripted(ok({"contacts": [contact(3)], "contactList": stored}), ok({"contacts": [contact(3)]}))
+    with make_client(handler, FakeClock()) as client:
+        assert client.set_list_status("3", 7, 2) == stored
+        with pytest.raises(ActiveCampaignError, match="without the contactList record"):
+            client.set_list_status(3, 7, 2)
+    assert json.loads(seen[0].content) == {"contactList": {"list": 7, "contact": 3, "status": 2}}
+
+
+def test_public_names_stay_importable_from_client_and_package() -> None:
+    from ac_pipeline.activecampaign import ClientStats, ImportInfo
+    from ac_pipeline.activecampaign.client import (
+        MAX_BULK_BODY_BYTES,
+        MAX_BULK_CONTACTS,
+        ActiveCampaignClient,
+        RateLimits,
+    )
+    from ac_pipeline.activecampaign.client import ClientStats as ClientStatsFromClient
+    from ac_pipeline.activecampaign.client import ImportInfo as ImportInfoFromClient
+
+    assert (MAX_BULK_CONTACTS, MAX_BULK_BODY_BYTES) == (250, 400_000)
+    assert ClientStats is ClientStatsFromClient and ImportInfo is ImportInfoFromClient
+    assert ActiveCampaignClient.__module__ == "ac_pipeline.activecampaign.client"
+    assert RateLimits().requests_per_second == 5.0
