@@ -70,7 +70,9 @@ def free_port() -> int:
 def push(client, state, audience, changes: pl.DataFrame, speed: float, run_id: str) -> tuple[float, int, int]:
     before = client.stats.requests
     started = time.perf_counter()
-    result = Push(client, state, audience, run_id, log=lambda m: None, poll_interval=1.0 / speed).run(changes)
+    result = Push(
+        client, state, audience, run_id, account="benchmark", log=lambda m: None, poll_interval=1.0 / speed
+    ).run(changes)
     seconds = time.perf_counter() - started
     assert result.outcomes["failed"] == 0, result.outcomes
     return seconds, client.stats.requests - before, sum(result.pending.values())

@@ -27,58 +27,17 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-SCHEMA_VERSION = 1
+from ac_pipeline.state.schema import (
+    JOURNAL_COLUMNS,
+    LEDGER_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SNAPSHOT_COLUMNS,
+    SNAPSHOT_STATUSES,
+)
+
 # How long a step waits for another process to let go of the state file before giving up.
 LOCK_WAIT_SECONDS = 60
-
-# Each migration takes the database from version N-1 to N. Append, never edit a released one.
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        """CREATE TABLE snapshot (
-            audience VARCHAR NOT NULL,
-            email VARCHAR NOT NULL,
-            fields_hash VARCHAR,
-            contact_id VARCHAR,
-            status VARCHAR NOT NULL CHECK (status IN ('member', 'removed', 'opted_out', 'rejected')),
-            reason VARCHAR,
-            run_id VARCHAR,
-            updated_at TIMESTAMPTZ NOT NULL,
-            PRIMARY KEY (audience, email)
-        )""",
-        """CREATE TABLE ledger (
-            run_id VARCHAR NOT NULL,
-            audience VARCHAR NOT NULL,
-            email VARCHAR NOT NULL,
-            op VARCHAR NOT NULL,
-            batch VARCHAR,
-            status VARCHAR NOT NULL,
-            reason VARCHAR,
-            recorded_at TIMESTAMPTZ NOT NULL
-        )""",
-        """CREATE TABLE runs (
-            run_id VARCHAR NOT NULL,
-            audience VARCHAR NOT NULL,
-            started_at TIMESTAMPTZ NOT NULL,
-            finished_at TIMESTAMPTZ,
-            status VARCHAR NOT NULL,
-            dry_run BOOLEAN NOT NULL DEFAULT false,
-            adds BIGINT, updates BIGINT, removals BIGINT, readds BIGINT,
-            confirmed BIGINT, failed BIGINT, opted_out BIGINT, skipped BIGINT,
-            requests BIGINT, seconds DOUBLE,
-            PRIMARY KEY (run_id, audience)
-        )""",
-    ],
-}
-
-SNAPSHOT_STATUSES = ("member", "removed", "opted_out", "rejected")
-SNAPSHOT_COLUMNS = {
-    "email": pl.String,
-    "fields_hash": pl.String,
-    "contact_id": pl.String,
-    "status": pl.String,
-    "reason": pl.String,
-}
-LEDGER_COLUMNS = {"email": pl.String, "op": pl.String, "batch": pl.String, "status": pl.String, "reason": pl.String}
 
 
 class StateError(RuntimeError):
@@ -142,9 +101,9 @@ class SyncState:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
+            except duckdb.Error as exc:
+                if not (isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()):
+                    raise self._unreadable(exc) from None
                 if time.monotonic() + pause > deadline:
                     raise StateError(
                         f"{self.path} stayed locked by another process for {LOCK_WAIT_SECONDS} s; is something "
@@ -152,6 +111,15 @@ class SyncState:
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+    def _unreadable(self, exc: Exception) -> StateError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StateError(
+            f"the sync state file {self.path} cannot be read ({first}); it is damaged or not a DuckDB file. "
+            "Restore it from a backup, or move it aside: without it every audience whose list already has "
+            "members is refused until you adopt the list (run the sync with the activecampaign_sync config "
+            "`adopt_list: true`), so nothing is guessed"
+        )
 
     @staticmethod
     def _version(connection: duckdb.DuckDBPyConnection) -> int:
@@ -184,13 +152,13 @@ class SyncState:
     # --- the snapshot -------------------------------------------------------------------------
 
     def snapshot(self, audience: str) -> pl.DataFrame:
-        """What ActiveCampaign holds for the audience: email, fields_hash, contact_id, status, reason."""
+        """What ActiveCampaign holds for the audience: email, fields_hash, contact_id, status, reason, removed_at."""
         with self.connect(read_only=True) as connection:
             frame = connection.sql(
-                "SELECT email, fields_hash, contact_id, status, reason FROM snapshot WHERE audience = $audience",
+                "SELECT email, fields_hash, contact_id, status, reason, removed_at FROM snapshot WHERE audience = $audience",
                 params={"audience": audience},
             ).pl()
-        return frame.cast(SNAPSHOT_COLUMNS)  # type: ignore[arg-type]
+        return frame.cast(SNAPSHOT_COLUMNS)
 
     def snapshot_counts(self, audience: str) -> dict[str, int]:
         with self.connect(read_only=True) as connection:
@@ -207,8 +175,8 @@ class SyncState:
     ) -> int:
         """Record what ActiveCampaign confirmed, in one transaction: the only way the snapshot moves.
 
-        `confirmed` has one row per contact: email, status (member/removed/opted_out), and
-        fields_hash, contact_id, reason where known. A contact id already known is kept when the
+        `confirmed` has one row per contact: email, status (member/removed/opted_out/rejected), and
+        fields_hash, contact_id, reason, removed_at where known. Their intent-journal rows are cleared. A contact id already known is kept when the
         new row has none. `ledger` rows (email, op, batch, status, reason) are appended in the
         same transaction. Returns the number of snapshot rows written.
         """
@@ -231,7 +199,7 @@ class SyncState:
                     connection.register("confirmed_rows", confirmed)
                     connection.execute(
                         """INSERT INTO snapshot
-                           SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now
+                           SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now, removed_at
                            FROM confirmed_rows
                            ON CONFLICT (audience, email) DO UPDATE SET
                                fields_hash = coalesce(excluded.fields_hash, fields_hash),
@@ -239,8 +207,14 @@ class SyncState:
                                status = excluded.status,
                                reason = excluded.reason,
                                run_id = excluded.run_id,
-                               updated_at = excluded.updated_at""",
+                               updated_at = excluded.updated_at,
+                               removed_at = excluded.removed_at""",
                         {"audience": audience, "run_id": run_id, "now": now},
+                    )
+                    # Settled: no longer in flight.
+                    connection.execute(
+                        "DELETE FROM journal WHERE audience = $audience AND email IN (SELECT email FROM confirmed_rows)",
+                        {"audience": audience},
                     )
                 if ledger_rows is not None:
                     self._append_ledger(connection, audience, run_id, ledger_rows, now)
@@ -309,3 +283,76 @@ class SyncState:
             query, params = query + " WHERE audience = $audience", {"audience": audience}
         with self.connect(read_only=True) as connection:
             return connection.sql(query + " ORDER BY started_at", params=params).pl()
+
+    # --- the intent journal -------------------------------------------------------------------
+
+    def journal_intents(self, audience: str, rows: pl.DataFrame, run_id: str) -> None:
+        """Record, in one transaction, that these contacts (email, op) are about to be sent.
+
+        Called before their batch goes out; `commit_confirmed` clears them when their outcome is known.
+        A row still here after a crash is a change whose outcome nobody saw: the next push asks
+        ActiveCampaign what became of it instead of guessing.
+        """
+        rows = _conform(rows, JOURNAL_COLUMNS, "journal rows")
+        if rows.is_empty():
+            return
+        with self.connect() as connection:
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                connection.register("intended_rows", rows)
+                connection.execute(
+                    """INSERT INTO journal SELECT $audience, email, op, $run_id, $now FROM intended_rows
+                       ON CONFLICT (audience, email) DO UPDATE SET
+                           op = excluded.op, run_id = excluded.run_id, intended_at = excluded.intended_at""",
+                    {"audience": audience, "run_id": run_id, "now": _now()},
+                )
+                connection.execute("COMMIT")
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
+
+    def journal(self, audience: str) -> pl.DataFrame:
+        """The contacts an earlier push intended to send and whose outcome was never recorded:
+        email, op, run_id, intended_at."""
+        with self.connect(read_only=True) as connection:
+            return connection.sql(
+                "SELECT email, op, run_id, intended_at FROM journal WHERE audience = $audience",
+                params={"audience": audience},
+            ).pl()
+
+    # --- the destination ----------------------------------------------------------------------
+
+    def destination(self, audience: str) -> tuple[str, str] | None:
+        """(account, list id) the audience's snapshot describes, or None when none was recorded."""
+        with self.connect(read_only=True) as connection:
+            rows = connection.execute(
+                "SELECT account, list_id FROM destination WHERE audience = ?", [audience]
+            ).fetchall()
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def record_destination(self, audience: str, account: str, list_id: str) -> None:
+        with self.connect() as connection:
+            connection.execute(
+                """INSERT INTO destination VALUES (?, ?, ?, ?)
+                   ON CONFLICT (audience) DO UPDATE SET
+                       account = excluded.account, list_id = excluded.list_id, recorded_at = excluded.recorded_at""",
+                [audience, account, list_id, _now()],
+            )
+
+    def forget(self, audience: str) -> dict[str, int]:
+        """Drop what the state believes about the audience's list (snapshot, journal, destination), in
+        one transaction, keeping the ledger and runs as history. The next sync then treats the list as
+        unknown and must adopt it. Returns the rows removed per table."""
+        removed: dict[str, int] = {}
+        with self.connect() as connection:
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                for table in ("snapshot", "journal", "destination"):
+                    count = connection.execute(f"SELECT count(*) FROM {table} WHERE audience = ?", [audience])
+                    removed[table] = int(count.fetchall()[0][0])
+                    connection.execute(f"DELETE FROM {table} WHERE audience = ?", [audience])
+                connection.execute("COMMIT")
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
+        return removed

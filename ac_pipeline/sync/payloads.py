@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ac_pipeline.activecampaign.client import MAX_BULK_BODY_BYTES, MAX_BULK_CONTACTS
+from ac_pipeline.activecampaign.limits import (
+    MAX_CUSTOM_FIELD_VALUE_LENGTH,
+    MAX_FIRST_NAME_LENGTH,
+    MAX_LAST_NAME_LENGTH,
+    MAX_PHONE_LENGTH,
+)
 from ac_pipeline.audiences.members import field_column
+
+STANDARD_LIMITS = {"first_name": MAX_FIRST_NAME_LENGTH, "last_name": MAX_LAST_NAME_LENGTH, "phone": MAX_PHONE_LENGTH}
 
 # Room for the envelope around the contacts ({"contacts": [...], "exclude_automations": true}).
 _ENVELOPE_BYTES = 50
@@ -63,6 +71,34 @@ def bulk_contact(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
     return contact
 
 
+def refusal(row: dict[str, Any], shape: ContactShape) -> str | None:
+    """Why ActiveCampaign would refuse this change row, checked before sending; None when it would not.
+
+    A value over a field's limit, or a contact too big for a bulk import on its own, can never be sent:
+    the row is rejected with a reason naming the field and the limit, and the rest of the audience goes.
+    """
+    if row["op"] == "remove":
+        return None
+    for name in shape.standard_fields:
+        value, limit = _text(row.get(name)), STANDARD_LIMITS.get(name)
+        if limit is not None and len(value) > limit:
+            return (
+                f"{name} is {len(value):,} characters, over ActiveCampaign's limit of {limit}; shorten it in the "
+                "customer 360 or map a shorter expression in audiences.yaml"
+            )
+    for title in shape.field_ids:
+        value = _text(row.get(field_column(title)))
+        if len(value) > MAX_CUSTOM_FIELD_VALUE_LENGTH:
+            return (
+                f"custom field {title!r} is {len(value):,} characters, over ActiveCampaign's limit of "
+                f"{MAX_CUSTOM_FIELD_VALUE_LENGTH} for a text field; shorten it or map a shorter expression"
+            )
+    size = _body_size([bulk_contact(row, shape)])
+    if size >= MAX_BULK_BODY_BYTES:
+        return f"the contact alone is {size:,} bytes, over bulk import's limit of {MAX_BULK_BODY_BYTES:,} bytes"
+    return None
+
+
 def _body_size(contacts: list[dict[str, Any]]) -> int:
     # The client's own encoding (compact, UTF-8), plus the envelope around the contacts.
     return len(json.dumps(contacts, ensure_ascii=False, separators=(",", ":")).encode()) + _ENVELOPE_BYTES
@@ -95,10 +131,8 @@ def _within_bytes(pairs: list[tuple[dict[str, Any], dict[str, Any]]], max_bytes:
     if size < max_bytes:
         yield Batch(contacts=contacts, rows=[row for row, _ in pairs])
     elif len(pairs) == 1:
-        raise ValueError(
-            f"the contact {pairs[0][0]['email']} alone is {size:,} bytes, over bulk import's limit; "
-            "map fewer or shorter custom fields"
-        )
+        # `refusal` set such a contact aside before batching: reaching here is a bug, and it must be loud.
+        raise ValueError(f"the contact {pairs[0][0]['email']} alone is {size:,} bytes, over bulk import's limit")
     else:
         half = len(pairs) // 2
         yield from _within_bytes(pairs[:half], max_bytes)

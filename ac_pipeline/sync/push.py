@@ -4,79 +4,45 @@ How a push goes:
 1. Resume: drop the changes the snapshot already holds (confirmed by an earlier attempt of this sync:
    a retry, or a re-run after a crash). At most the batches that were in flight are sent again, which
    is harmless: bulk import and contact/sync are upserts, list status 1 or 2 is idempotent.
-2. Resolve the list, custom field ids and tags (nothing at all is sent when nothing changed).
-3. Send. Fewer than `SMALL_CHANGE_SET` changes go one contact at a time (contact/sync, contactLists);
-   more go through bulk import, up to 250 contacts a request, with later batches submitted while
-   earlier ones are still being imported. People the pipeline itself removed come back through
-   contactLists status 1, because bulk import never re-subscribes anyone.
-4. Confirm: poll import/info, map the failures back to rows, and commit each confirmed batch to the
-   snapshot together with its ledger rows, in one transaction.
-
-A failure is either final (ActiveCampaign refused the contact, or the person unsubscribed themselves:
-recorded with the reason, not retried until their fields change) or passing (stays out of the
-snapshot, so the next attempt sends it again; the push then fails so that nobody mistakes a partial
-sync for a complete one).
+2. Resolve the list, custom field ids and tags (nothing at all is sent when nothing changed), and
+   check that the snapshot describes this account and this list: a diff against another list's
+   snapshot is never sent.
+3. Set aside what can never be sent (a value over a field's limit: rejected with the reason), and
+   removals of people already unsubscribed: ours if the journal and the list's record prove it (an
+   earlier attempt crashed after sending it), theirs otherwise.
+4. Send. Fewer than `SMALL_CHANGE_SET` changes, and every re-add, go one contact at a time
+   (sync.single); the rest through bulk import (sync.bulk). Each batch is written to the intent journal
+   before it goes out.
+5. Account: the push succeeds only if every contact it took on has an outcome, and none failed.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from queue import Empty, Queue
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from ac_pipeline.activecampaign import ActiveCampaignClient, BulkImportRejected, ValidationError
+from ac_pipeline.activecampaign import ActiveCampaignClient
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.state.store import SyncState
-from ac_pipeline.sync.destination import Destination, resolve
-from ac_pipeline.sync.payloads import Batch, ContactShape, batches, sync_fields
+from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
+from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
+from ac_pipeline.sync.destination import resolve
+from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
+from ac_pipeline.sync.payloads import ContactShape, refusal
+from ac_pipeline.sync.single import SingleSender
+
+__all__ = ["SMALL_CHANGE_SET", "DestinationChanged", "Push", "PushIncomplete", "PushResult", "outstanding"]
 
 # The API reference recommends contact/sync over bulk import for fewer than 10 contacts.
 SMALL_CHANGE_SET = 10
-# A batch that ActiveCampaign reports failed or interrupted is safe to submit again, a few times.
-MAX_BATCH_ATTEMPTS = 5
-# Confirmed outcomes are committed by a thread of their own, all that arrived since its last commit
-# in one transaction: a DuckDB commit costs tens of milliseconds, and the push must not wait for it.
-# A crash loses at most the outcomes not yet committed; the resumed push sends them again, harmlessly.
-# Bulk imports sent at once: enough to hide a request's round trip behind the next one's wait for
-# the rate limit (which all of them share), few enough that a crash resends little.
-SUBMITTERS = 4
-
-OPTED_OUT = "unsubscribed from the list themselves; never re-subscribed by the sync"
-REFUSED = "ActiveCampaign did not import the contact (exclusion list, bounce, invalid address or account limit)"
 
 
-class PushIncomplete(RuntimeError):
-    """Some contacts failed for a passing reason; they stay out of the snapshot and are sent again."""
-
-
-@dataclass
-class Outcome:
-    row: dict[str, Any]
-    status: str  # confirmed | opted_out | rejected | failed
-    batch: str | None = None
-    reason: str | None = None
-    contact_id: str | None = None
-
-
-@dataclass
-class PushResult:
-    pending: dict[str, int]  # changes still to send when this attempt started, by op
-    already_confirmed: int  # changes an earlier attempt had confirmed (resumed past)
-    outcomes: dict[str, int] = field(
-        default_factory=lambda: {"confirmed": 0, "opted_out": 0, "rejected": 0, "failed": 0}
-    )
-    batches: int = 0
-    batches_resubmitted: int = 0
-    requests: int = 0
-    seconds: float = 0.0
-    destination: Destination | None = None
+class DestinationChanged(RuntimeError):
+    """The snapshot does not describe the list the push would write to; retrying cannot help."""
 
 
 def outstanding(changes: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
@@ -93,6 +59,10 @@ def outstanding(changes: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
     return joined.filter(~done).drop("_hash", "_status")
 
 
+def _by_email(frame: pl.DataFrame, column: str) -> dict[str, datetime]:
+    return {email: when for email, when in frame.select("email", column).iter_rows() if when is not None}
+
+
 class Push:
     """One attempt at pushing one audience's changes. See the module docstring."""
 
@@ -102,375 +72,186 @@ class Push:
         state: SyncState,
         audience: Audience,
         run_id: str,
+        *,
+        account: str,
         log: Callable[[str], None] = print,
         poll_interval: float = 1.0,
         max_in_flight: int = 20,
+        adopt_list: bool = False,
     ):
-        self.client = client
-        self.state = state
-        self.audience = audience
-        self.run_id = run_id
+        self.client, self.state, self.audience, self.run_id = client, state, audience, run_id
+        # Who the list belongs to: the account's API URL, or the built-in sandbox's own account id.
+        self.account = account
         self.log = log
         self.poll_interval = poll_interval
         self.max_in_flight = max_in_flight
-        self._tag_ids: dict[str, str] | None = None
-        self.shape: ContactShape | None = None  # set once the destination is resolved
-        # How long a bulk import is expected to take from submit to done (see _poll).
-        self._import_seconds = poll_interval
-        # Outcomes not yet handed to the saver thread, and the commit it is busy with.
-        self._unsaved: list[Outcome] = []
-        self._saving: Future[None] | None = None
-        self._saver: ThreadPoolExecutor | None = None
-
-    # -- the whole push ----------------------------------------------------------------------------
+        self.adopt_list = adopt_list
 
     def run(self, changes: pl.DataFrame) -> PushResult:
         started, requests_before = time.monotonic(), self.client.stats.requests
-        todo = outstanding(changes, self.state.snapshot(self.audience.key))
+        snapshot = self.state.snapshot(self.audience.key)
+        todo = outstanding(changes, snapshot)
         by_op = dict(todo.group_by("op").len().iter_rows()) if todo.height else {}
-        self.result = result = PushResult(
+        result = PushResult(
             pending={op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")},
             already_confirmed=changes.height - todo.height,
         )
         if result.already_confirmed:
             self.log(f"resuming: {result.already_confirmed:,} changes were confirmed by an earlier attempt")
         if todo.height:
-            destination = resolve(self.client, self.audience)
-            result.destination = destination
-            self.shape = shape = ContactShape(
-                list_id=destination.list_id,
-                standard_fields=tuple(self.audience.fields.expressions()),
-                field_ids=destination.field_ids,
-                tags=tuple(self.audience.tags),
-            )
-            alone = (pl.col("op") == "readd") | pl.lit(todo.height < SMALL_CHANGE_SET)
-            in_bulk, one_by_one = todo.filter(~alone), todo.filter(alone)
-            in_bulk = self._set_aside_opt_outs(in_bulk)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state") as self._saver:
-                try:
-                    if in_bulk.height:
-                        self._bulk(in_bulk, shape)
-                    if one_by_one.height:
-                        self._one_by_one(one_by_one.to_dicts(), shape)
-                finally:
-                    self._save(wait_for_it=True)  # what was confirmed stays confirmed, even if the push stops
+            self._send(todo, snapshot, result)
+            missing = todo.height - result.accounted
+            if missing:
+                # A safety net under every path: a contact without an outcome is never reported as synced.
+                raise PushIncomplete(
+                    f"{missing:,} of {todo.height:,} contacts have no outcome; the push did not finish"
+                )
         result.requests = self.client.stats.requests - requests_before
         result.seconds = time.monotonic() - started
         return result
 
-    # -- bulk import --------------------------------------------------------------------------------
-
-    def _set_aside_opt_outs(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Removals of people who already unsubscribed from the list themselves are not sent: they are
-        recorded as opted out, so that re-entering the audience never re-subscribes them (a "removed"
-        contact would be). Costs one request per 100 unsubscribed contacts, and only when removing.
-        Someone who unsubscribes in the seconds between this read and our unsubscribe is recorded as
-        removed: the API does not say who unsubscribed a contact, so that window cannot be closed here."""
-        leaving = rows.filter(pl.col("op") == "remove")
-        if leaving.is_empty():
-            return rows
-        unsubscribed = {
-            str(c.get("email", "")).strip().lower() for c in self.client.iter_list_members(self.shape.list_id, status=2)
-        }  # type: ignore[union-attr]
-        opted_out = leaving.filter(pl.col("email").is_in(list(unsubscribed)))
-        self._record([Outcome(row, "opted_out", reason=OPTED_OUT) for row in opted_out.iter_rows(named=True)])
-        return rows.filter(~((pl.col("op") == "remove") & pl.col("email").is_in(list(unsubscribed))))
-
-    def _bulk(self, rows: pl.DataFrame, shape: ContactShape) -> None:
-        """Bulk-import `rows`: submitter threads send batches, while this thread polls the oldest
-        batches in flight, settles them and hands the outcomes to the saver.
-
-        Several submitters keep one request's round trip from idling the account's budget; each takes
-        the next batch itself, so a poll waiting for the budget here never holds a submission back.
-        """
-        outbox = _Outbox(batches(rows.iter_rows(named=True), shape), self.max_in_flight)
-        reports: Queue[tuple[Batch, str | None, Exception | None]] = Queue()
-        in_flight: deque[Batch] = deque()
-        self.log(f"sending {rows.height:,} contacts in about {-(-rows.height // 250)} bulk imports")
-        submitters = [
-            threading.Thread(target=self._submitter, args=(outbox, reports), name=f"bulk-import-{i}", daemon=True)
-            for i in range(SUBMITTERS)
-        ]
-        for thread in submitters:
-            thread.start()
-        try:
-            while not (outbox.drained() and not in_flight):
-                due = in_flight[0].next_poll_at - time.monotonic() if in_flight else self.poll_interval
-                try:
-                    report = reports.get(timeout=min(max(due, 0.001), self.poll_interval))
-                    while True:  # every report that has arrived, then the polls that are due
-                        self._submitted(*report, outbox, in_flight)
-                        report = reports.get_nowait()
-                except Empty:
-                    pass
-                self._poll(outbox, in_flight)
-                self._save()
-        finally:
-            outbox.stopped.set()
-            for thread in submitters:
-                thread.join(timeout=60)  # a request under way finishes (or times out) first
-
-    def _submitter(self, outbox: _Outbox, reports: Queue[tuple[Batch, str | None, Exception | None]]) -> None:
-        while not outbox.stopped.is_set():
-            batch = outbox.take(timeout=self.poll_interval)
-            if batch is None:
-                continue
-            try:
-                reports.put(
-                    (
-                        batch,
-                        self.client.bulk_import(batch.contacts, exclude_automations=self.audience.exclude_automations),
-                        None,
-                    )
-                )
-            except Exception as exc:
-                reports.put((batch, None, exc))
-
-    def _submitted(
-        self, batch: Batch, batch_id: str | None, error: Exception | None, outbox: _Outbox, in_flight: deque[Batch]
-    ) -> None:
-        outbox.reported()
-        if isinstance(error, BulkImportRejected):
-            # The whole batch was refused and nothing queued: set aside the contacts it named, resend the rest.
-            reasons = {f.index: f.reason for f in error.failures}
-            bad = [
-                Outcome(row, "rejected", reason=f"bulk import validation: {reasons[i]}")
-                for i, row in enumerate(batch.rows)
-                if i in reasons
-            ]
-            if not bad:
-                raise error
-            self._record(bad)
-            rest = [i for i in range(len(batch.rows)) if i not in reasons]
-            outbox.release(
-                again=Batch(contacts=[batch.contacts[i] for i in rest], rows=[batch.rows[i] for i in rest])
-                if rest
-                else None
+    def _send(self, todo: pl.DataFrame, snapshot: pl.DataFrame, result: PushResult) -> None:
+        destination = resolve(self.client, self.audience)
+        result.list_id, result.created_list = destination.list_id, destination.created_list
+        result.created_fields = destination.created_fields
+        self._check_destination(destination.list_id, destination.created_list, snapshot)
+        shape = ContactShape(
+            list_id=destination.list_id,
+            standard_fields=tuple(self.audience.fields.expressions()),
+            field_ids=destination.field_ids,
+            tags=tuple(self.audience.tags),
+        )
+        leftovers = self.state.journal(self.audience.key)
+        if leftovers.height:
+            self.log(
+                f"{leftovers.height:,} contacts were in flight when an earlier attempt stopped; asking ActiveCampaign"
             )
+        intended = _by_email(leftovers.filter(pl.col("op") == "remove"), "intended_at")
+        removed_at = _by_email(snapshot.filter(pl.col("status") == "removed"), "removed_at")
+        with Recorder(self.state, self.audience.key, self.run_id, result) as recorder:
+            todo = self._set_aside_refusals(todo, shape, recorder)
+            alone = (pl.col("op") == "readd") | pl.lit(todo.height < SMALL_CHANGE_SET)
+            in_bulk, one_by_one = todo.filter(~alone), todo.filter(alone)
+            in_bulk = self._settle_unsubscribed(in_bulk, shape, intended, snapshot, recorder, result)
+            if in_bulk.height:
+                BulkSender(
+                    self.client,
+                    self.audience,
+                    shape,
+                    recorder,
+                    result,
+                    self.log,
+                    self.poll_interval,
+                    self.max_in_flight,
+                ).send(in_bulk)
+            if one_by_one.height:
+                SingleSender(self.client, shape, recorder, self.log, intended, removed_at).send(one_by_one.to_dicts())
+
+    # -- before sending ----------------------------------------------------------------------------
+
+    def _check_destination(self, list_id: str, created_list: bool, snapshot: pl.DataFrame) -> None:
+        """The snapshot must describe this account's list; otherwise nothing is sent."""
+        key, name = self.audience.key, self.audience.list.name
+        recorded = self.state.destination(key)
+        if recorded == (self.account, list_id):
             return
-        if error is not None:
-            raise error
-        batch.batch_id = batch_id
-        batch.attempts += 1
-        batch.polls = 0
-        batch.submitted_at = time.monotonic()
-        batch.next_poll_at = batch.submitted_at + self._import_seconds
-        self.result.batches += 1
-        in_flight.append(batch)
-
-    def _poll(self, outbox: _Outbox, in_flight: deque[Batch]) -> bool:
-        """Ask after the oldest batches that are due; settle the ones that finished.
-
-        Polls share the account's budget with the imports, so a batch is first asked after once it is
-        expected to be done. The expectation follows what the polls see: it shrinks a little when a
-        batch is done at its first poll and grows more when it is not, which settles where about four
-        batches in five take a single poll. Returns whether any batch settled.
-        """
-        settled = False
-        while in_flight and time.monotonic() >= in_flight[0].next_poll_at:
-            batch = in_flight[0]
-            info = self.client.import_info(batch.batch_id)  # type: ignore[arg-type]
-            first_poll = batch.polls == 0
-            batch.polls += 1
-            if info.done:
-                in_flight.popleft()
-                outbox.release()
-                if first_poll:
-                    self._import_seconds *= 0.95
-                self._settle(batch, set(info.failure))
-                settled = True
-            elif info.failed:
-                in_flight.popleft()
-                if batch.attempts >= MAX_BATCH_ATTEMPTS:
-                    raise PushIncomplete(
-                        f"bulk import {batch.batch_id} failed {batch.attempts} times; "
-                        "ActiveCampaign may be degraded, try again later"
-                    )
-                self.log(f"bulk import {batch.batch_id} {info.status}; submitting it again")
-                self.result.batches_resubmitted += 1
-                outbox.release(again=batch)
-            else:
-                if first_poll:
-                    self._import_seconds *= 1.2
-                batch.next_poll_at = time.monotonic() + self._import_seconds / 2
-                break  # later batches are younger still
-        return settled
-
-    def _settle(self, batch: Batch, failed_emails: set[str]) -> None:
-        self._record(
-            [
-                Outcome(row, "confirmed", batch=batch.batch_id)
-                if row["email"] not in failed_emails
-                else self._explain_failure(row, batch.batch_id)
-                for row in batch.rows
-            ]
+        how = (
+            f"To start over on the list as it is now: `ac-pipeline state forget {key}`, then run the sync with "
+            "the activecampaign_sync config `adopt_list: true` (or the run tag ac_pipeline/adopt_list=true)"
         )
-
-    def _explain_failure(self, row: dict[str, Any], batch_id: str | None) -> Outcome:
-        """import/info names only the emails that failed; ask ActiveCampaign what became of each
-        (two requests a failure: cheap while failures are few, slow if thousands fail at once)."""
-        contact = self.client.find_contact(row["email"])
-        status = self._list_status(contact["id"]) if contact else None
-        contact_id = str(contact["id"]) if contact else None
-        if row["op"] == "remove":
-            if status != "1":  # not subscribed (or no such contact): the removal holds
-                return Outcome(row, "confirmed", batch_id, contact_id=contact_id)
-            return Outcome(row, "failed", batch_id, reason="bulk unsubscribe did not take; will retry")
-        if status == "2":
-            return Outcome(row, "opted_out", batch_id, reason=OPTED_OUT, contact_id=contact_id)
-        return Outcome(row, "rejected", batch_id, reason=REFUSED, contact_id=contact_id)
-
-    def _list_status(self, contact_id: Any) -> str | None:
-        """The contact's status on the audience's list ("1" active, "2" unsubscribed), None if not on it."""
-        list_id = self.shape.list_id  # type: ignore[union-attr]
-        for membership in self.client.contact_lists(contact_id):
-            if str(membership.get("list")) == list_id:
-                return str(membership.get("status"))
-        return None
-
-    # -- one contact at a time ------------------------------------------------------------------------
-
-    def _one_by_one(self, rows: list[dict[str, Any]], shape: ContactShape) -> None:
-        self.log(f"sending {len(rows):,} contacts one at a time")
-        for row in rows:
-            self._record([self._send_one(row, shape)])
-            self._save()
-
-    def _send_one(self, row: dict[str, Any], shape: ContactShape) -> Outcome:
-        list_id = shape.list_id
-        if row["op"] == "remove":
-            contact_id = row.get("contact_id") or (self.client.find_contact(row["email"]) or {}).get("id")
-            if contact_id is None:
-                return Outcome(row, "confirmed")  # no such contact: nobody to remove
-            if self._list_status(contact_id) == "2":
-                # They left the list themselves before the audience let them go: never re-add them.
-                return Outcome(row, "opted_out", reason=OPTED_OUT, contact_id=str(contact_id))
-            self.client.set_list_status(contact_id, list_id, 2)
-            return Outcome(row, "confirmed", contact_id=str(contact_id))
-        try:
-            contact = self.client.sync_contact(row["email"], **sync_fields(row, shape))
-        except ValidationError as refused:
-            return Outcome(row, "rejected", reason=str(refused))
-        contact_id = str(contact["id"])
-        if row["op"] in ("add", "update"):
-            status = self._list_status(contact_id)
-            if status == "2":
-                return Outcome(row, "opted_out", reason=OPTED_OUT, contact_id=contact_id)
-            if status != "1":
-                self.client.set_list_status(contact_id, list_id, 1)
-        elif row["op"] == "readd":
-            # Only an unsubscribe the sync itself made (snapshot status "removed") is undone here.
-            self.client.set_list_status(contact_id, list_id, 1)
-        for tag_id in self._tags(shape).values():
-            self.client.add_contact_tag(contact_id, tag_id)
-        return Outcome(row, "confirmed", contact_id=contact_id)
-
-    def _tags(self, shape: ContactShape) -> dict[str, str]:
-        if self._tag_ids is None:
-            self._tag_ids = self.client.ensure_tags(shape.tags) if shape.tags else {}
-        return self._tag_ids
-
-    # -- the snapshot and the ledger ------------------------------------------------------------------
-
-    def _record(self, outcomes: list[Outcome]) -> None:
-        for outcome in outcomes:
-            self.result.outcomes[outcome.status] += 1
-        self._unsaved.extend(outcomes)
-
-    def _save(self, wait_for_it: bool = False) -> None:
-        """Hand the recorded outcomes to the saver thread, unless it is still busy with the last ones
-        (they wait for its next commit); with `wait_for_it`, commit everything before returning."""
-        if self._saving is not None and (wait_for_it or self._saving.done()):
-            saving, self._saving = self._saving, None
-            saving.result()  # a failed commit stops the push here
-        if self._unsaved and self._saving is None:
-            outcomes, self._unsaved = self._unsaved, []
-            self._saving = self._saver.submit(self._commit, outcomes)
-            if wait_for_it:
-                self._save(wait_for_it=True)
-
-    def _commit(self, outcomes: list[Outcome]) -> None:
-        """Snapshot and ledger rows of these outcomes, in one transaction."""
-        snapshot_rows, ledger_rows = [], []
-        for o in outcomes:
-            ledger_rows.append(
-                {"email": o.row["email"], "op": o.row["op"], "batch": o.batch, "status": o.status, "reason": o.reason}
+        if recorded is not None:
+            then = f"list {recorded[1]} in {recorded[0]}"
+            raise DestinationChanged(
+                f"audience {key!r}: the sync state describes {then}, but list {name!r} is now {list_id} in "
+                f"{self.account} (a recreated list, or another account). Its snapshot says nothing about this "
+                f"list, so nothing was sent. {how}"
             )
-            if o.status == "failed":
-                continue  # stays out of the snapshot: the next attempt sends it again
-            removed = o.row["op"] == "remove"
-            snapshot_rows.append(
-                {
-                    "email": o.row["email"],
-                    "fields_hash": None if removed else o.row.get("fields_hash"),
-                    "contact_id": o.contact_id or o.row.get("contact_id"),
-                    "status": {"confirmed": "removed" if removed else "member"}.get(o.status, o.status),
-                    "reason": o.reason,
-                }
-            )
-        schema = {
-            "email": pl.String,
-            "fields_hash": pl.String,
-            "contact_id": pl.String,
-            "status": pl.String,
-            "reason": pl.String,
-        }
-        ledger_schema = {
-            "email": pl.String,
-            "op": pl.String,
-            "batch": pl.String,
-            "status": pl.String,
-            "reason": pl.String,
-        }
-        self.state.commit_confirmed(
-            self.audience.key,
-            self.run_id,
-            pl.DataFrame(snapshot_rows, schema=schema),
-            pl.DataFrame(ledger_rows, schema=ledger_schema),
+        if snapshot.is_empty() and not created_list and not self.adopt_list:
+            held = self._contacts_on_list(list_id)
+            if held:
+                raise DestinationChanged(
+                    f"audience {key!r}: the sync state has no record of list {name!r} ({list_id}), which already "
+                    f"holds {held:,} contacts (the state file was lost, or the list was filled some other way). "
+                    "Nothing was sent: nobody on it is taken for someone who unsubscribed. Restore the state file "
+                    "from a backup, or adopt the list: run the sync with the activecampaign_sync config "
+                    "`adopt_list: true` (or the run tag ac_pipeline/adopt_list=true). Adopting sends every audience "
+                    "member as an add; people who unsubscribed stay unsubscribed, and contacts outside the audience "
+                    "are left on the list"
+                )
+        if not snapshot.is_empty():
+            self.log(f"recording that the snapshot of {key!r} describes list {list_id} in {self.account}")
+        self.state.record_destination(key, self.account, list_id)
+
+    def _contacts_on_list(self, list_id: str) -> int:
+        """Subscribed plus unsubscribed contacts on the list (two requests)."""
+        total = 0
+        for status in (1, 2):
+            answer = self.client.request("GET", "contacts", params={"listid": list_id, "status": status, "limit": 1})
+            total += int((answer.get("meta") or {}).get("total") or 0)
+        return total
+
+    def _set_aside_refusals(self, todo: pl.DataFrame, shape: ContactShape, recorder: Recorder) -> pl.DataFrame:
+        """Contacts ActiveCampaign would refuse (a value over a field's limit) are rejected with the reason;
+        the rest of the audience still goes out."""
+        reasons = [refusal(row, shape) for row in todo.iter_rows(named=True)]
+        refused = [i for i, reason in enumerate(reasons) if reason is not None]
+        if not refused:
+            return todo
+        rows = todo.to_dicts()
+        recorder.record([Outcome(rows[i], "rejected", reason=reasons[i]) for i in refused])
+        self.log(
+            f"{len(refused):,} contacts cannot be sent as they are (e.g. {rows[refused[0]]['email']}: {reasons[refused[0]]})"
         )
+        keep = pl.Series([reason is None for reason in reasons])
+        return todo.filter(keep)
 
+    def _settle_unsubscribed(
+        self,
+        rows: pl.DataFrame,
+        shape: ContactShape,
+        intended: dict[str, datetime],
+        snapshot: pl.DataFrame,
+        recorder: Recorder,
+        result: PushResult,
+    ) -> pl.DataFrame:
+        """Removals of people already unsubscribed from the list are not sent again. Each is judged from
+        the list's own record (sync.consent): ours when an earlier attempt meant to remove them and the
+        record shows no one else's unsubscribe since; theirs otherwise, recorded as opted out so that
+        re-entering the audience never re-subscribes them. One request per 100 unsubscribed contacts."""
+        leaving = rows.filter(pl.col("op") == "remove")
+        if leaving.is_empty() and not intended:
+            return rows
+        records = {
+            str(contact.get("email", "")).strip().lower(): record
+            for contact, record in self.client.iter_list_memberships(shape.list_id, status=2)
+        }
+        settled: list[Outcome] = []
+        for row in leaving.iter_rows(named=True):
+            record = records.get(row["email"])
+            if record is not None:
+                settled.append(self._judged_removal(row, record, intended.get(row["email"])))
+        recorder.record(settled)
+        # An earlier attempt's unsubscribe that this sync no longer asks for (the contact is staying):
+        # the snapshot learns it happened, and the next sync's diff re-adds them as the audience wants.
+        members = set(snapshot.filter(pl.col("status") == "member").get_column("email"))
+        stray = [
+            self._judged_removal({"email": email, "op": "remove", "contact_id": None}, records[email], when)
+            for email, when in intended.items()
+            if email in records and email in members and email not in set(leaving.get_column("email"))
+        ]
+        stray = [o for o in stray if o.status == "confirmed"]
+        if stray:
+            recorder.record(stray, counted=False)
+            result.settled_from_journal += len(stray)
+            self.log(f"{len(stray):,} contacts were unsubscribed by a crashed attempt; the next sync re-adds them")
+        result.settled_from_journal += sum(1 for o in settled if o.status == "confirmed")
+        done = [o.row["email"] for o in settled]
+        return rows.filter(~((pl.col("op") == "remove") & pl.col("email").is_in(done)))
 
-class _Outbox:
-    """The batches still to send, taken one at a time by the submitter threads.
-
-    At most `max_in_flight` batches are out at once (sent and not yet settled): a slot is taken with a
-    batch and given back when the batch settles, so a crash resends at most that many.
-    """
-
-    def __init__(self, upcoming: Iterator[Batch], max_in_flight: int):
-        self._upcoming = upcoming
-        self._again: deque[Batch] = deque()  # sent before new batches: remainders, failed imports
-        self._lock = threading.Lock()
-        self._slots = threading.Semaphore(max_in_flight)
-        self._exhausted = False
-        self._out = 0  # taken by a submitter, not yet reported back
-        self.stopped = threading.Event()
-
-    def take(self, timeout: float) -> Batch | None:
-        if not self._slots.acquire(timeout=timeout):
-            return None
-        with self._lock:
-            batch = self._again.popleft() if self._again else next(self._upcoming, None)
-            if batch is None:
-                self._exhausted = True
-            else:
-                self._out += 1
-        if batch is None:
-            self._slots.release()
-            self.stopped.wait(timeout)  # nothing to send now; a failed import may still come back
-        return batch
-
-    def reported(self) -> None:
-        with self._lock:
-            self._out -= 1
-
-    def release(self, again: Batch | None = None) -> None:
-        """A batch left flight; `again` is to be sent (once more)."""
-        with self._lock:
-            if again is not None:
-                self._again.append(again)
-        self._slots.release()
-
-    def drained(self) -> bool:
-        with self._lock:
-            return self._exhausted and not self._again and self._out == 0
+    @staticmethod
+    def _judged_removal(row: dict[str, Any], record: dict[str, Any], intended_at: datetime | None) -> Outcome:
+        contact_id = str(record.get("contact")) if record.get("contact") else None
+        verdict = judge_unsubscribe(record, not_before=intended_at)
+        if verdict.ours:
+            return Outcome(row, "confirmed", contact_id=contact_id, removed_at=parse_date(record.get("udate")))
+        return Outcome(row, "opted_out", reason=verdict.reason, contact_id=contact_id)

@@ -31,6 +31,7 @@ from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.admin_client import SandboxAdminError
 from ac_pipeline.settings import Paths
+from ac_pipeline.sync.bulk import BulkSender
 from ac_pipeline.sync.push import Push
 from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
 
@@ -303,9 +304,9 @@ def test_one_failing_audience_is_retried_alone_and_resends_only_its_unconfirmed_
     # endpoints answer 503 until that attempt has failed.
     attempts: Counter[str] = Counter()
     seen: dict[str, int] = {}
-    original_run, original_settle = Push.run, Push._settle
+    original_run, original_settle = Push.run, BulkSender._settle
 
-    def settle(self: Push, *args: Any, **kwargs: Any) -> None:
+    def settle(self: BulkSender, *args: Any, **kwargs: Any) -> None:
         original_settle(self, *args, **kwargs)
         if self.audience.key == failing and attempts[failing] == 1:
             seen["settled"] = seen.get("settled", 0) + 1
@@ -326,7 +327,7 @@ def test_one_failing_audience_is_retried_alone_and_resends_only_its_unconfirmed_
                 seen["accepted"] = bulk_accepted(pipeline.sandbox)
             raise
 
-    monkeypatch.setattr(Push, "_settle", settle)
+    monkeypatch.setattr(BulkSender, "_settle", settle)
     monkeypatch.setattr(Push, "run", run)
 
     instance = dg.DagsterInstance.ephemeral()

@@ -5,21 +5,26 @@ import time
 import dagster as dg
 import polars as pl
 
-from ac_pipeline.activecampaign import ActiveCampaignError, AuthError
+from ac_pipeline.activecampaign import AuthError
 from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.sync.destination import DestinationError
 from ac_pipeline.sync.plan import plan
-from ac_pipeline.sync.push import Push, PushIncomplete
+from ac_pipeline.sync.push import DestinationChanged, Push, PushIncomplete
 
 # One push per ActiveCampaign account at a time: the account's 5 requests a second are shared by all.
 POOL = "activecampaign"
 DRY_RUN_TAG = "ac_pipeline/dry_run"
+ADOPT_LIST_TAG = "ac_pipeline/adopt_list"
 
 
 class SyncConfig(dg.Config):
     # Show what would be sent (counts per operation, sample payloads, requests) and send nothing.
     dry_run: bool = False
+    # The sync state has no record of the list while the list already holds contacts (a lost state file,
+    # or a list filled some other way): send every audience member as an add. Nobody unsubscribed is
+    # re-subscribed (bulk import never does); contacts outside the audience are left on the list.
+    adopt_list: bool = False
 
 
 def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -73,24 +78,27 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         started = time.perf_counter()
         state.start_run(key, context.run_id)
         try:
-            with activecampaign.get_client() as client:
+            with activecampaign.open_account() as (client, account):
                 push = Push(
                     client,
                     state,
                     audience,
                     context.run_id,
+                    account=account,
                     log=context.log.info,
                     poll_interval=activecampaign.poll_interval,
+                    adopt_list=config.adopt_list or context.run.tags.get(ADOPT_LIST_TAG, "").lower() == "true",
                 )
                 try:
                     result = push.run(audience_changes)
                 finally:
                     stats = client.stats
-        except (DestinationError, AuthError) as exc:
-            # Configuration to fix in ActiveCampaign or audiences.yaml: retrying cannot help.
+        except (DestinationError, DestinationChanged, AuthError) as exc:
+            # Configuration to fix in ActiveCampaign, audiences.yaml or the sync state: retrying cannot help.
             state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
             raise dg.Failure(str(exc), allow_retries=False) from None
-        except (PushIncomplete, ActiveCampaignError, OSError) as exc:
+        except Exception as exc:
+            # Whatever stopped the push, the runs table and the log say so; a retry resumes from the snapshot.
             state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
             context.log.warning(f"push of {key!r} stopped: {exc}; confirmed batches are kept, a retry resumes")
             raise
@@ -125,9 +133,10 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                 "contacts_per_minute": round(sent / seconds * 60, 1) if sent and seconds else 0.0,
                 "requests_per_change": round(result.requests / sent, 4) if sent else 0.0,
                 "list": audience.list.name,
-                "list_id": result.destination.list_id if result.destination else "",
-                "list_created": bool(result.destination and result.destination.created_list),
-                "fields_created": ", ".join(result.destination.created_fields) if result.destination else "",
+                "list_id": result.list_id or "",
+                "list_created": result.created_list,
+                "fields_created": ", ".join(result.created_fields),
+                "settled_from_journal": result.settled_from_journal,
                 "destination": activecampaign.describe(),
                 **{f"client_{k}": v for k, v in stats.as_metadata().items() if k != "requests"},
             }

@@ -8,6 +8,7 @@ started when a sync first needs it and keeps running afterwards (stop it with `k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -32,18 +33,37 @@ def _healthy(url: str) -> dict | None:
     return response.json() if response.status_code == 200 else None
 
 
-def ensure_local_sandbox(state_file: Path, port: int, speed: float, wait_seconds: float = 30.0) -> str:
-    """The URL of a running local sandbox, starting one (detached) when none answers on `port`."""
+def _identity(url: str, config: dict, state_file: Path) -> str:
+    """The running sandbox's account id, after checking it is the one started for this home.
+
+    Adopting whatever answers on the port would push into another checkout's account (and leave this
+    home's snapshot describing a list it never saw), so a sandbox with other state is refused.
+    """
+    running = config.get("state_file")
+    if running is None or Path(running).resolve() != state_file.resolve() or not config.get("account_id"):
+        raise SandboxUnavailable(
+            f"the sandbox answering on {url} keeps its account in {running or 'memory'}, not in {state_file.resolve()}: "
+            "it was started for another home, and this pipeline will not push into another account. Stop it "
+            "(ac-pipeline's sandbox writes its pid next to its state file), or give this home a port of its own "
+            "with AC_PIPELINE_SANDBOX_PORT"
+        )
+    return str(config["account_id"])
+
+
+def ensure_local_sandbox(state_file: Path, port: int, speed: float, wait_seconds: float = 30.0) -> tuple[str, str]:
+    """(URL, account id) of the local sandbox of this home, starting one (detached) when none answers on
+    `port`; refuses a sandbox started for another home (see `_identity`)."""
     url = f"http://127.0.0.1:{port}"
     config = _healthy(url)
     if config is not None:
+        account = _identity(url, config, state_file)
         running = float(config.get("speed", speed))
         if abs(running - speed) > 1e-9:
             raise SandboxUnavailable(
                 f"a sandbox already runs on {url} at speed {running:g}, but this pipeline is set for speed {speed:g}; "
                 f"stop it (kill $(cat {state_file}.pid)) or set AC_PIPELINE_SANDBOX_SPEED={running:g}"
             )
-        return url
+        return url, account
     state_file.parent.mkdir(parents=True, exist_ok=True)
     log = open(state_file.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child process
     process = subprocess.Popen(
@@ -72,14 +92,18 @@ def ensure_local_sandbox(state_file: Path, port: int, speed: float, wait_seconds
     log.close()
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        if _healthy(url) is not None:
-            Path(f"{state_file}.pid").write_text(str(process.pid))
-            return url
-        if process.poll() is not None and _healthy(url) is None:
+        config = _healthy(url)
+        if config is not None:
+            account = _identity(url, config, state_file)
+            if process.poll() is None:
+                Path(f"{state_file}.pid").write_text(str(process.pid))
+            return url, account
+        if process.poll() is not None:
             # Another step may have won the race for the port; give it a moment, then give up.
             time.sleep(0.5)
-            if _healthy(url) is not None:
-                return url
+            config = _healthy(url)
+            if config is not None:
+                return url, _identity(url, config, state_file)
             raise SandboxUnavailable(
                 f"the local sandbox exited (code {process.returncode}); see {state_file.with_suffix('.log')}. "
                 f"Is port {port} taken? Set AC_PIPELINE_SANDBOX_PORT to another port"
@@ -93,9 +117,7 @@ def stop_local_sandbox(state_file: Path) -> bool:
     pid_file = Path(f"{state_file}.pid")
     if not pid_file.exists():
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError, ValueError):
         os.kill(int(pid_file.read_text()), 15)
-    except (ProcessLookupError, ValueError):
-        pass
     pid_file.unlink(missing_ok=True)
     return True

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field
@@ -61,8 +62,17 @@ class ActiveCampaignResource(dg.ConfigurableResource):
 
     @contextmanager
     def get_client(self) -> Iterator[ActiveCampaignClient]:
+        with self.open_account() as (client, _account):
+            yield client
+
+    @contextmanager
+    def open_account(self) -> Iterator[tuple[ActiveCampaignClient, str]]:
+        """A client, and the identity of the account it reaches: the built-in sandbox's own account id,
+        or the real account's API URL (one URL per account). The sync state records it, so that a
+        snapshot is never used against another account."""
         if self.uses_sandbox:
-            url = ensure_local_sandbox(Path(self.sandbox_state), self.sandbox_port, self.sandbox_speed)
+            url, account = ensure_local_sandbox(Path(self.sandbox_state), self.sandbox_port, self.sandbox_speed)
+            account = f"sandbox:{account}"
             key = SANDBOX_API_KEY
         else:
             if not (self.api_key or "").strip():
@@ -71,12 +81,13 @@ class ActiveCampaignResource(dg.ConfigurableResource):
                     "Settings -> Developer in ActiveCampaign",
                     allow_retries=False,
                 )
-            url, key = str(self.api_url), self.api_key
+            url, key = str(self.api_url), str(self.api_key)
+            account = _account_of(url)
         client = ActiveCampaignClient(
             url, key, limits=self._limits(), timeout=self.timeout_seconds, max_retries=self.max_retries
         )
         try:
-            yield client
+            yield client, account
         finally:
             client.close()
 
@@ -89,6 +100,13 @@ class ActiveCampaignResource(dg.ConfigurableResource):
             # Outside a run nothing has resolved the EnvVar yet, and reading it as a string raises.
             url = url.get_value() or f"${url.env_var_name} (unset)"
         return str(url)
+
+
+def _account_of(api_url: str) -> str:
+    """The account an API URL names: scheme and host, lower-cased (`https://acme.api-us1.com/api/3/` and
+    `https://ACME.api-us1.com` are one account)."""
+    parts = urlsplit(api_url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def activecampaign_resource(where: Paths) -> ActiveCampaignResource:

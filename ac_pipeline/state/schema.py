@@ -1,0 +1,90 @@
+"""The sync state's tables, and the migrations that build them.
+
+Each migration takes the database from version N-1 to N. Append, never edit a released one: a state
+file written by an older ac-pipeline is migrated forward when it is first opened.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE snapshot (
+            audience VARCHAR NOT NULL,
+            email VARCHAR NOT NULL,
+            fields_hash VARCHAR,
+            contact_id VARCHAR,
+            status VARCHAR NOT NULL CHECK (status IN ('member', 'removed', 'opted_out', 'rejected')),
+            reason VARCHAR,
+            run_id VARCHAR,
+            updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (audience, email)
+        )""",
+        """CREATE TABLE ledger (
+            run_id VARCHAR NOT NULL,
+            audience VARCHAR NOT NULL,
+            email VARCHAR NOT NULL,
+            op VARCHAR NOT NULL,
+            batch VARCHAR,
+            status VARCHAR NOT NULL,
+            reason VARCHAR,
+            recorded_at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE runs (
+            run_id VARCHAR NOT NULL,
+            audience VARCHAR NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            status VARCHAR NOT NULL,
+            dry_run BOOLEAN NOT NULL DEFAULT false,
+            adds BIGINT, updates BIGINT, removals BIGINT, readds BIGINT,
+            confirmed BIGINT, failed BIGINT, opted_out BIGINT, skipped BIGINT,
+            requests BIGINT, seconds DOUBLE,
+            PRIMARY KEY (run_id, audience)
+        )""",
+    ],
+    2: [
+        # When ActiveCampaign recorded an unsubscribe the sync made (its own `udate` when the answer gave
+        # it, else when the sync saw the removal confirmed). A re-add is allowed only when the list's
+        # record still shows that same unsubscribe: nobody is re-subscribed who unsubscribed since.
+        "ALTER TABLE snapshot ADD COLUMN removed_at TIMESTAMPTZ",
+        # Intent journal: what a push is about to send, written before the batch goes out and cleared
+        # when its outcome is recorded. After a crash it tells our unsubscribes from the person's own.
+        """CREATE TABLE journal (
+            audience VARCHAR NOT NULL,
+            email VARCHAR NOT NULL,
+            op VARCHAR NOT NULL,
+            run_id VARCHAR NOT NULL,
+            intended_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (audience, email)
+        )""",
+        # Which account and list each audience's snapshot describes. A snapshot means nothing against
+        # another account or a recreated list, so the push refuses to send a diff against it.
+        """CREATE TABLE destination (
+            audience VARCHAR PRIMARY KEY,
+            account VARCHAR NOT NULL,
+            list_id VARCHAR NOT NULL,
+            recorded_at TIMESTAMPTZ NOT NULL
+        )""",
+    ],
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+SNAPSHOT_STATUSES = ("member", "removed", "opted_out", "rejected")
+SNAPSHOT_COLUMNS: dict[str, pl.DataType] = {
+    "email": pl.String(),
+    "fields_hash": pl.String(),
+    "contact_id": pl.String(),
+    "status": pl.String(),
+    "reason": pl.String(),
+    "removed_at": pl.Datetime("us", "UTC"),
+}
+LEDGER_COLUMNS: dict[str, pl.DataType] = {
+    "email": pl.String(),
+    "op": pl.String(),
+    "batch": pl.String(),
+    "status": pl.String(),
+    "reason": pl.String(),
+}
+JOURNAL_COLUMNS: dict[str, pl.DataType] = {"email": pl.String(), "op": pl.String()}

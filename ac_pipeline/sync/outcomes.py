@@ -1,0 +1,137 @@
+"""What became of each contact of a push, and how it reaches the sync state.
+
+Every contact a push takes on ends with exactly one outcome: `confirmed` (ActiveCampaign holds the
+change), `opted_out` (they unsubscribed themselves: recorded, never re-subscribed), `rejected`
+(ActiveCampaign or our own pre-send checks refused it, with the reason: not resent until its fields
+change) or `failed` (a passing failure: stays out of the snapshot, so the next attempt sends it again).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import polars as pl
+
+from ac_pipeline.state.schema import LEDGER_COLUMNS, SNAPSHOT_COLUMNS
+from ac_pipeline.state.store import SyncState
+
+OUTCOMES = ("confirmed", "opted_out", "rejected", "failed")
+
+
+@dataclass
+class Outcome:
+    row: dict[str, Any]
+    status: str  # one of OUTCOMES
+    batch: str | None = None
+    reason: str | None = None
+    contact_id: str | None = None
+    # For a confirmed removal: when ActiveCampaign recorded our unsubscribe (see sync.consent).
+    removed_at: datetime | None = None
+
+
+def _counts() -> dict[str, int]:
+    return dict.fromkeys(OUTCOMES, 0)
+
+
+@dataclass
+class PushResult:
+    pending: dict[str, int]  # changes still to send when this attempt started, by op
+    already_confirmed: int  # changes an earlier attempt had confirmed (resumed past)
+    outcomes: dict[str, int] = field(default_factory=_counts)
+    # Contacts an earlier, crashed attempt had in flight, settled by asking ActiveCampaign.
+    settled_from_journal: int = 0
+    batches: int = 0
+    batches_resubmitted: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    list_id: str | None = None
+    created_list: bool = False
+    created_fields: tuple[str, ...] = ()
+
+    @property
+    def accounted(self) -> int:
+        return sum(self.outcomes.values())
+
+
+def snapshot_and_ledger(outcomes: list[Outcome]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The snapshot rows (everything but passing failures) and ledger rows of these outcomes."""
+    snapshot_rows, ledger_rows = [], []
+    now = datetime.now(UTC)
+    for o in outcomes:
+        ledger_rows.append(
+            {"email": o.row["email"], "op": o.row["op"], "batch": o.batch, "status": o.status, "reason": o.reason}
+        )
+        if o.status == "failed":
+            continue  # stays out of the snapshot (and in the journal): the next attempt sends it again
+        removed = o.row["op"] == "remove"
+        status = ("removed" if removed else "member") if o.status == "confirmed" else o.status
+        snapshot_rows.append(
+            {
+                "email": o.row["email"],
+                "fields_hash": None if removed else o.row.get("fields_hash"),
+                "contact_id": o.contact_id or o.row.get("contact_id"),
+                "status": status,
+                "reason": o.reason,
+                "removed_at": (o.removed_at or now) if status == "removed" else None,
+            }
+        )
+    return pl.DataFrame(snapshot_rows, schema=SNAPSHOT_COLUMNS), pl.DataFrame(ledger_rows, schema=LEDGER_COLUMNS)
+
+
+class Recorder:
+    """Hands outcomes to the sync state without stalling the sends.
+
+    One thread of its own does every write to the state file, all outcomes that arrived since its last
+    commit in one transaction (a DuckDB commit costs tens of milliseconds). Intent-journal writes go
+    through the same thread, so the file sees one writer at a time. A crash loses at most the outcomes
+    not yet committed; their journal rows survive, and the next attempt asks ActiveCampaign about them.
+    """
+
+    def __init__(self, state: SyncState, audience: str, run_id: str, result: PushResult):
+        self.state, self.audience, self.run_id, self.result = state, audience, run_id, result
+        self._unsaved: list[Outcome] = []
+        self._saving: Future[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state")
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self.save(wait_for_it=True)  # what was confirmed stays confirmed, even if the push stops
+        finally:
+            self._thread.shutdown(wait=True)
+
+    def record(self, outcomes: list[Outcome], *, counted: bool = True) -> None:
+        """Note outcomes (main thread only). `counted=False` for contacts outside this push's changes."""
+        if counted:
+            for outcome in outcomes:
+                self.result.outcomes[outcome.status] += 1
+        self._unsaved.extend(outcomes)
+
+    def save(self, wait_for_it: bool = False) -> None:
+        """Hand the recorded outcomes to the writer thread, unless it is still busy with the last ones
+        (they wait for its next commit); with `wait_for_it`, commit everything before returning."""
+        if self._saving is not None and (wait_for_it or self._saving.done()):
+            saving, self._saving = self._saving, None
+            saving.result()  # a failed commit stops the push here
+        if self._unsaved and self._saving is None:
+            outcomes, self._unsaved = self._unsaved, []
+            self._saving = self._thread.submit(self._commit, outcomes)
+            if wait_for_it:
+                self.save(wait_for_it=True)
+
+    def journal(self, rows: list[dict[str, Any]]) -> None:
+        """Write the intent to send these rows (email, op), and return once it is on disk."""
+        frame = pl.DataFrame(
+            [{"email": r["email"], "op": r["op"]} for r in rows], schema={"email": pl.String, "op": pl.String}
+        )
+        self._thread.submit(self.state.journal_intents, self.audience, frame, self.run_id).result()
+
+    def _commit(self, outcomes: list[Outcome]) -> None:
+        snapshot, ledger = snapshot_and_ledger(outcomes)
+        self.state.commit_confirmed(self.audience, self.run_id, snapshot, ledger)
