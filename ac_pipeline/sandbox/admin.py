@@ -13,8 +13,14 @@ from starlette.routing import Route
 
 from ac_pipeline.sandbox.emails import normalize
 from ac_pipeline.sandbox.faults import FaultSpecError
+from ac_pipeline.sandbox.provenance import Unsubscribe
 from ac_pipeline.sandbox.responses import ApiError, answer, bad_request, int_param, json_body, state_of
+from ac_pipeline.sandbox.shapes import contact_list_json
 from ac_pipeline.sandbox.store import Row, Store
+from ac_pipeline.sandbox.values import id_of
+
+# The fields of a contactLists record the membership view shows.
+MEMBERSHIP_FIELDS = ("sdate", "udate", "unsubreason", "campaign", "message", "ip4Unsub", "unsubscribeAutomation")
 
 
 def admin_list(store: Store, id_or_name: str) -> Row:
@@ -53,24 +59,58 @@ async def config(request: Request) -> JSONResponse:
 
 
 async def unsubscribe(request: Request) -> JSONResponse:
-    """The contact unsubscribes themselves from a list: {"email": ..., "list": id or name}."""
-    store = state_of(request).store
+    """The contact unsubscribes themselves through the unsubscribe link of a campaign email:
+    {"email", "list": id or name, "campaign": id, "message": id, "reason": text or null, "ip": IPv4}; campaign
+    and message default to 1, reason to null, ip to the caller's address."""
     body = await admin_object(request)
+    campaign, message = admin_id(body, "campaign", 1), admin_id(body, "message", 1)
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise bad_request('"reason" must be the text the person typed, or null.')
+    ip = body.get("ip", request.client.host if request.client else None)
+    try:
+        how = Unsubscribe.by_campaign_link(campaign, message, reason, str(ip))
+    except ValueError:
+        raise bad_request(f'"ip" must be an IPv4 address like "203.0.113.7", got {ip!r}.') from None
+    return answer(unsubscribe_member(state_of(request).store, body, how))
+
+
+async def automation_unsubscribe(request: Request) -> JSONResponse:
+    """An automation's "unsubscribe from list" action runs for the contact: {"email", "list", "automation": id}."""
+    body = await admin_object(request)
+    if body.get("automation") is None:
+        raise bad_request('Send {"email": "...", "list": "<list id or name>", "automation": <automation id>}.')
+    how = Unsubscribe.by_automation(admin_id(body, "automation", 0))
+    return answer(unsubscribe_member(state_of(request).store, body, how))
+
+
+def admin_id(body: dict[str, Any], name: str, default: int) -> int:
+    value = id_of(body.get(name, default))
+    if value is None or value < 1:
+        raise bad_request(f'"{name}" must be an id (a positive number), got {body.get(name)!r}.')
+    return value
+
+
+def unsubscribe_member(store: Store, body: dict[str, Any], how: Unsubscribe) -> dict[str, Any]:
+    """Set status 2 on the list for the contact, recorded as `how`; the membership as the admin shows it."""
     if not isinstance(body.get("email"), str) or body.get("list") is None:
-        raise bad_request('Send {"email": "...", "list": "<list id or name>"}.')
+        raise bad_request('Send {"email": "...", "list": "<list id or name>", ...}.')
     with store.lock:
         contact = admin_contact(store, body["email"])
         list_row = admin_list(store, str(body["list"]))
-        row = store.set_membership(contact["id"], list_row["id"], 2, "contact")
-    return answer(membership_json(contact, list_row, row))
+        row = store.set_membership(contact["id"], list_row["id"], 2, how)
+    return membership_json(contact, list_row, row)
 
 
 def membership_json(contact: Row, list_row: Row, row: Row) -> dict[str, Any]:
+    """Status, who unsubscribed, and the contactLists record's date and unsubscribe fields as the API shows them."""
+    record = contact_list_json(row, contact, "", status_as_int=True)
     return {
         "email": contact["email"],
         "list": str(list_row["id"]),
         "status": row["status"],
         "unsubscribed_by": row["unsubscribed_by"],
+        **{name: record[name] for name in MEMBERSHIP_FIELDS},
     }
 
 
@@ -158,6 +198,7 @@ routes = [
     Route("/_sandbox/health", health, methods=["GET"]),
     Route("/_sandbox/config", config, methods=["GET"]),
     Route("/_sandbox/unsubscribe", unsubscribe, methods=["POST"]),
+    Route("/_sandbox/automation_unsubscribe", automation_unsubscribe, methods=["POST"]),
     Route("/_sandbox/membership", membership, methods=["GET"]),
     Route("/_sandbox/exclusions", exclusions, methods=["GET", "POST"]),
     Route("/_sandbox/lists/{list}", list_details, methods=["GET"]),

@@ -31,15 +31,38 @@ class SandboxAdmin:
         return bool(self._call("GET", "/health")["ok"])
 
     def config(self) -> dict[str, Any]:
-        """Speed, state path, seed, import delay and the limits with their (scaled) windows; never the key."""
+        """The account's `account_id` and `state_file` (absolute path, None in memory), speed, state path, seed,
+        import delay and the limits with their (scaled) windows; never the key."""
         return dict(self._call("GET", "/config"))
 
-    def unsubscribe(self, email: str, list_id_or_name: str | int) -> dict[str, Any]:
-        """The contact unsubscribes themselves from the list (recorded as unsubscribed_by "contact")."""
-        return dict(self._call("POST", "/unsubscribe", json={"email": email, "list": str(list_id_or_name)}))
+    def unsubscribe(
+        self,
+        email: str,
+        list_id_or_name: str | int,
+        *,
+        campaign: int = 1,
+        message: int = 1,
+        reason: str | None = None,
+        ip: str | None = None,
+    ) -> dict[str, Any]:
+        """The contact unsubscribes themselves through the unsubscribe link of campaign `campaign`'s email
+        `message`, typing `reason`, from the IPv4 address `ip` (default: this machine's address as the sandbox
+        sees it). Recorded as unsubscribed_by "contact"; answers the membership."""
+        body: dict[str, Any] = {"email": email, "list": str(list_id_or_name), "campaign": campaign, "message": message}
+        body["reason"] = reason
+        if ip is not None:
+            body["ip"] = ip
+        return dict(self._call("POST", "/unsubscribe", json=body))
+
+    def unsubscribe_by_automation(self, email: str, list_id_or_name: str | int, automation: int) -> dict[str, Any]:
+        """Automation `automation` runs its "unsubscribe from list" action for the contact (unsubscribed_by
+        "automation"); answers the membership."""
+        body = {"email": email, "list": str(list_id_or_name), "automation": automation}
+        return dict(self._call("POST", "/automation_unsubscribe", json=body))
 
     def membership(self, email: str, list_id_or_name: str | int) -> dict[str, Any]:
-        """{"email", "list", "status", "unsubscribed_by"} of one contact on one list."""
+        """{"email", "list", "status", "unsubscribed_by", "sdate", "udate", "unsubreason", "campaign", "message",
+        "ip4Unsub", "unsubscribeAutomation"} of one contact on one list: the last seven as the API shows them."""
         return dict(self._call("GET", "/membership", params={"email": email, "list": str(list_id_or_name)}))
 
     def exclude(self, emails: list[str]) -> list[str]:
@@ -94,5 +117,6 @@ class SandboxAdmin:
         return dict(self._call("PUT", "/faults", json=body))
 
     def reset(self) -> None:
-        """Empty the account, the request log and the rate-limit windows; keep key, speed and fault rules."""
+        """Empty the account, the request log and the rate-limit windows, and give the account a new account id;
+        keep key, speed and fault rules."""
         self._call("POST", "/reset")

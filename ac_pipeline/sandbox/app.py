@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from ac_pipeline.sandbox import admin, contacts_api, imports_api, lists_api, tags_fields_api
+from ac_pipeline.sandbox import admin, contacts_api, imports_api, lists_api, memberships_api, tags_fields_api
 from ac_pipeline.sandbox.gate import ApiGate
 from ac_pipeline.sandbox.responses import ApiError
 from ac_pipeline.sandbox.state import SandboxState
@@ -28,6 +28,7 @@ async def api_error(request: Request, exc: Exception) -> Response:
 def build_app(state: SandboxState) -> ASGIApp:
     api_routes: list[BaseRoute] = [
         *contacts_api.routes,
+        *memberships_api.routes,
         *lists_api.routes,
         *tags_fields_api.routes,
         *imports_api.routes,

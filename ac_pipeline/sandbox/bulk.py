@@ -16,8 +16,10 @@ import uuid
 from typing import Any
 
 from ac_pipeline.sandbox.emails import is_valid, normalize
-from ac_pipeline.sandbox.responses import id_of, text_of
+from ac_pipeline.sandbox.lengths import BULK_LIMITS, FIELD_VALUE_LIMIT, too_long
+from ac_pipeline.sandbox.provenance import IMPORT_UNSUBSCRIBE, MEMBERSHIP_UPSERT, membership_params
 from ac_pipeline.sandbox.store import Store, now_iso
+from ac_pipeline.sandbox.values import id_of, text_of
 
 MAX_CONTACTS = 250
 MAX_BODY_BYTES = 400_000
@@ -212,11 +214,6 @@ class ImportQueue:
         self.stats.add(len(contacts), time.perf_counter() - started)
 
 
-MEMBERSHIP_UPSERT = (
-    "INSERT INTO memberships (contact_id, list_id, status, unsubscribed_by, sdate, udate) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (contact_id, list_id) DO UPDATE SET status = excluded.status,"
-    " unsubscribed_by = excluded.unsubscribed_by, udate = excluded.udate WHERE memberships.status != excluded.status"
-)
 TAG_LINK = "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id, cdate) VALUES (?, ?, ?)"
 FIELD_VALUE_UPSERT = (
     "INSERT INTO field_values (contact_id, field_id, value, cdate, udate) VALUES (?, ?, ?, ?, ?)"
@@ -255,7 +252,7 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
         contact_id = contact_ids.get(email)
         subscribe = _list_ids(contact, "subscribe")
         opted_out = [list_id for list_id in subscribe if (contact_id, list_id) in unsubscribed]
-        reason = _failure_reason(email, email in excluded, opted_out)
+        reason = _failure_reason(contact, email, email in excluded, opted_out)
         if reason is not None:
             failure.append(contact["email"])
             reasons[contact["email"]] = reason
@@ -274,8 +271,8 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
                 f"UPDATE contacts SET {assignments}udate = ? WHERE id = ?", (*values.values(), now, contact_id)
             )
         unsubscribe = _list_ids(contact, "unsubscribe")
-        memberships += [(contact_id, list_id, 1, None, now, now) for list_id in subscribe]
-        memberships += [(contact_id, list_id, 2, "api", now, now) for list_id in unsubscribe]
+        memberships += [membership_params(contact_id, list_id, 1, None, now) for list_id in subscribe]
+        memberships += [membership_params(contact_id, list_id, 2, IMPORT_UNSUBSCRIBE, now) for list_id in unsubscribe]
         unsubscribed.update((contact_id, list_id) for list_id in unsubscribe)  # later rows of the batch see it
         tag_links += [(contact_id, _tag_id(conn, name.strip(), now, tag_ids), now) for name in contact.get("tags", [])]
         field_values += [
@@ -292,14 +289,31 @@ def _list_ids(contact: dict[str, Any], key: str) -> list[int]:
     return [int(item["listid"]) for item in contact.get(key, [])]
 
 
-def _failure_reason(email: str, excluded: bool, opted_out: list[int]) -> str | None:
+def _failure_reason(contact: dict[str, Any], email: str, excluded: bool, opted_out: list[int]) -> str | None:
     """Why a contact of an accepted batch is not applied at all, or None if it is."""
+    too_long_value = _too_long_value(contact, email)
+    if too_long_value:
+        return too_long_value
     if not is_valid(email):
         return "email is not a valid address"
     if excluded:
         return "address is on the exclusion list"
     if opted_out:
         return f"contact unsubscribed from list {opted_out[0]}; bulk import does not re-subscribe"
+    return None
+
+
+def _too_long_value(contact: dict[str, Any], email: str) -> str | None:
+    """The first value of a validated contact that is longer than ActiveCampaign keeps, said, or None."""
+    values = {"email": email, **{key: text_of(contact[key]) for key in TEXT_FIELDS if contact.get(key) is not None}}
+    for key, value in values.items():
+        problem = too_long(key, value or "", BULK_LIMITS[key])
+        if problem:
+            return problem
+    for item in contact.get("fields", []):
+        problem = too_long(f"fields (custom field {item['id']}) value", text_of(item["value"]) or "", FIELD_VALUE_LIMIT)
+        if problem:
+            return problem
     return None
 
 

@@ -4,77 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ac_pipeline.sandbox.emails import is_valid, normalize
+from ac_pipeline.sandbox.contact_input import contact_input
+from ac_pipeline.sandbox.emails import normalize
 from ac_pipeline.sandbox.responses import (
     ApiError,
     answer,
     bad_request,
     base_url,
-    id_of,
     int_param,
     not_found,
     page_params,
-    required_id,
     state_of,
-    text_of,
     unprocessable,
     wrapped,
 )
 from ac_pipeline.sandbox.shapes import contact_json, contact_list_json, field_value_json
 from ac_pipeline.sandbox.store import DuplicateEmail, Row, Store
 
-# Request attribute (camelCase, as /contacts takes it) -> column.
-CONTACT_ATTRIBUTES = {"firstName": "first_name", "lastName": "last_name", "phone": "phone"}
 # Side-loads GET /contacts/{id} answers with; the sandbox models contactLists and fieldValues only.
 UNMODELLED_SIDELOADS = ("contactAutomations", "deals", "geoAddresses", "geoIps")
+# What `include=` of GET /contacts can side-load in the sandbox; other names are ignored.
+SIDELOAD_CONTACT_LISTS = "contactLists"
 
 
 def duplicate_email() -> ApiError:
     return unprocessable("Email address already exists in the system", "duplicate", "email")
-
-
-def contact_input(
-    data: dict[str, Any], store: Store, *, email_required: bool
-) -> tuple[dict[str, str], list[tuple[int, str]]]:
-    """The columns to write (email normalised) and the (field id, value) pairs of a contact request body."""
-    values: dict[str, str] = {}
-    email = data.get("email")
-    if email is None:
-        if email_required:
-            raise unprocessable("Email address is required", "field_missing", "email")
-    elif not isinstance(email, str) or not is_valid(normalize(email)):
-        raise unprocessable("Email address is not valid", "email_invalid", "email")
-    else:
-        values["email"] = normalize(email)
-    for attribute, column in CONTACT_ATTRIBUTES.items():
-        if data.get(attribute) is not None:
-            text = text_of(data[attribute])
-            if text is None:
-                raise unprocessable(f"{attribute} must be text", "field_invalid", attribute)
-            values[column] = text
-    pairs: list[tuple[int, str]] = []
-    items = data.get("fieldValues") or []
-    if not isinstance(items, list):
-        raise unprocessable(
-            'fieldValues must be a list of {"field": id, "value": text}', "field_invalid", "fieldValues"
-        )
-    for item in items:
-        field_id = id_of(item.get("field")) if isinstance(item, dict) else None
-        value = text_of(item.get("value")) if isinstance(item, dict) else None
-        if field_id is None or value is None:
-            raise unprocessable('Each fieldValue needs "field" (an id) and "value"', "field_invalid", "fieldValues")
-        if store.one("SELECT 1 FROM fields WHERE id = ?", (field_id,)) is None:
-            raise unprocessable(
-                f"Custom field {field_id} does not exist; create it with POST /api/3/fields",
-                "field_invalid",
-                "fieldValues",
-            )
-        pairs.append((field_id, value))
-    return values, pairs
 
 
 def with_field_values(store: Store, contact: Row, pairs: list[tuple[int, str]], base: str) -> dict[str, Any]:
@@ -99,10 +58,8 @@ def existing_contact(store: Store, contact_id: int) -> Row:
     return row
 
 
-async def list_contacts(request: Request) -> JSONResponse:
-    store = state_of(request).store
-    params = request.query_params
-    limit, offset = page_params(params)
+def contacts_query(params: QueryParams) -> tuple[str, list[object]]:
+    """The SELECT of GET /contacts for its filters, without ORDER BY."""
     listid, status = int_param(params, "listid"), int_param(params, "status")
     id_greater = int_param(params, "id_greater")
     sql = "SELECT c.* FROM contacts c"
@@ -126,15 +83,42 @@ async def list_contacts(request: Request) -> JSONResponse:
         args.append(id_greater)
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
+    return sql, args
+
+
+def side_load_contact_lists(
+    contacts: list[dict[str, Any]], rows: list[Row], memberships: list[Row], base: str
+) -> list[dict[str, Any]]:
+    """As the real API side-loads memberships: each contact gets `contactLists`, the ids of its memberships;
+    the answer is the full records, to go alongside at the top level."""
+    contact_rows = {row["id"]: row for row in rows}
+    ids_of: dict[str, list[str]] = {}
+    for membership in memberships:
+        ids_of.setdefault(str(membership["contact_id"]), []).append(str(membership["id"]))
+    for contact in contacts:
+        contact["contactLists"] = ids_of.get(contact["id"], [])
+    return [contact_list_json(m, contact_rows[m["contact_id"]], base, status_as_int=False) for m in memberships]
+
+
+async def list_contacts(request: Request) -> JSONResponse:
+    """Filters `email`, `email_like`, `listid` + `status`, `id_greater`, `orders[id]`; `include=contactLists`."""
+    store = state_of(request).store
+    params = request.query_params
+    limit, offset = page_params(params)
+    sql, args = contacts_query(params)
     order = params.get("orders[id]", "ASC").upper()
     if order not in ("ASC", "DESC"):
         raise bad_request(f"orders[id] must be ASC or DESC, got {params['orders[id]']!r}.")
-    rows, total = store.page(f"{sql} ORDER BY c.id {order}", args, limit, offset)
+    include = SIDELOAD_CONTACT_LISTS in params.get("include", "").split(",")
+    with store.lock:  # the page and its side-load read the same state
+        rows, total = store.page(f"{sql} ORDER BY c.id {order}", args, limit, offset)
+        memberships = store.memberships_of([row["id"] for row in rows]) if include else []
     base = base_url(request)
+    status = int_param(params, "status")
     page_input = {
         "segmentid": 0,
         "formid": 0,
-        "listid": listid or 0,
+        "listid": int_param(params, "listid") or 0,
         "tagid": 0,
         "limit": limit,
         "offset": offset,
@@ -146,13 +130,10 @@ async def list_contacts(request: Request) -> JSONResponse:
         "forceQuery": 0,
         "cacheid": "",
     }
-    return answer(
-        {
-            "scoreValues": [],
-            "contacts": [contact_json(row, base) for row in rows],
-            "meta": {"total": str(total), "page_input": page_input},
-        }
-    )
+    body: dict[str, Any] = {"scoreValues": [], "contacts": [contact_json(row, base) for row in rows]}
+    if include:
+        body["contactLists"] = side_load_contact_lists(body["contacts"], rows, memberships, base)
+    return answer({**body, "meta": {"total": str(total), "page_input": page_input}})
 
 
 async def create_contact(request: Request) -> JSONResponse:
@@ -186,13 +167,18 @@ async def get_contact(request: Request) -> JSONResponse:
     store = state_of(request).store
     base = base_url(request)
     contact = existing_contact(store, path_id(request))
-    memberships = store.all("SELECT * FROM memberships WHERE contact_id = ? ORDER BY id", (contact["id"],))
+    with store.lock:
+        memberships = store.memberships_of([contact["id"]])
+        values = store.field_values_of(contact["id"])
+    shown = contact_json(contact, base)
+    contact_lists = side_load_contact_lists([shown], [contact], memberships, base)
+    shown["fieldValues"] = [str(row["id"]) for row in values]
     return answer(
         {
             **{name: [] for name in UNMODELLED_SIDELOADS},
-            "contactLists": [contact_list_json(row, contact, base, status_as_int=False) for row in memberships],
-            "fieldValues": [field_value_json(row, base) for row in store.field_values_of(contact["id"])],
-            "contact": contact_json(contact, base),
+            "contactLists": contact_lists,
+            "fieldValues": [field_value_json(row, base) for row in values],
+            "contact": shown,
         }
     )
 
@@ -222,7 +208,7 @@ async def contact_lists_of(request: Request) -> JSONResponse:
     store = state_of(request).store
     base = base_url(request)
     contact = existing_contact(store, path_id(request))
-    rows = store.all("SELECT * FROM memberships WHERE contact_id = ? ORDER BY id", (contact["id"],))
+    rows = store.memberships_of([contact["id"]])
     return answer({"contactLists": [contact_list_json(row, contact, base, status_as_int=False) for row in rows]})
 
 
@@ -231,30 +217,6 @@ async def field_values_of(request: Request) -> JSONResponse:
     contact = existing_contact(store, path_id(request))
     base = base_url(request)
     return answer({"fieldValues": [field_value_json(row, base) for row in store.field_values_of(contact["id"])]})
-
-
-async def set_contact_list(request: Request) -> JSONResponse:
-    """Status 1 subscribes (and re-subscribes someone who unsubscribed, as the real API does); 2 unsubscribes."""
-    store = state_of(request).store
-    data = await wrapped(request, "contactList")
-    ids = {attribute: required_id(data, attribute, "contactList") for attribute in ("list", "contact", "status")}
-    if ids["status"] not in (1, 2):
-        raise unprocessable(
-            "Invalid attribute", "field_invalid", "status", "status must be 1 (subscribe) or 2 (unsubscribe)"
-        )
-    with store.lock:
-        contact = existing_contact(store, ids["contact"])
-        if store.list_row(ids["list"]) is None:
-            raise not_found("List", ids["list"])
-        unsubscribed_by = "api" if ids["status"] == 2 else None
-        row = store.set_membership(contact["id"], ids["list"], ids["status"], unsubscribed_by)
-    base = base_url(request)
-    return answer(
-        {
-            "contacts": [contact_json(contact, base)],
-            "contactList": contact_list_json(row, contact, base, status_as_int=True),
-        }
-    )
 
 
 routes = [
@@ -266,5 +228,4 @@ routes = [
     Route("/api/3/contacts/{id}", delete_contact, methods=["DELETE"]),
     Route("/api/3/contacts/{id}/contactLists", contact_lists_of, methods=["GET"]),
     Route("/api/3/contacts/{id}/fieldValues", field_values_of, methods=["GET"]),
-    Route("/api/3/contactLists", set_contact_list, methods=["POST"]),
 ]

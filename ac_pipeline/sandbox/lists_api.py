@@ -6,29 +6,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ac_pipeline.sandbox.listing import collection, contains
 from ac_pipeline.sandbox.responses import (
     answer,
     base_url,
-    collection,
     not_found,
     required_id,
     state_of,
-    text_of,
     unprocessable,
     wrapped,
 )
 from ac_pipeline.sandbox.shapes import created_group_json, group_json, list_group_json, list_json
 from ac_pipeline.sandbox.store import now_iso
+from ac_pipeline.sandbox.values import text_of
 
 REQUIRED_LIST_ATTRIBUTES = ("name", "stringid", "sender_url", "sender_reminder")
 
 
 async def list_lists(request: Request) -> JSONResponse:
     """`filters[name]` matches part of the name, ignoring case: clients pick the exact match themselves."""
-    name = request.query_params.get("filters[name]")
-    if name:
-        return collection(request, "lists", "lists", list_json, "instr(lower(name), ?) > 0", [name.lower()])
-    return collection(request, "lists", "lists", list_json)
+    return collection(request, "lists", "lists", list_json, contains("name", request.query_params.get("filters[name]")))
 
 
 async def create_list(request: Request) -> JSONResponse:

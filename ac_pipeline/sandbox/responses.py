@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from ac_pipeline.sandbox.lengths import TOO_LONG_CODE
+from ac_pipeline.sandbox.values import id_of
 
 if TYPE_CHECKING:
     from ac_pipeline.sandbox.state import SandboxState
@@ -80,26 +82,6 @@ def page_params(params: QueryParams) -> tuple[int, int]:
     return max(1, min(limit, MAX_PAGE)), max(0, offset)
 
 
-def id_of(value: Any) -> int | None:
-    """An id given as a number or a string of digits (clients send both), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def text_of(value: Any) -> str | None:
-    """A text attribute given as a string or a number, else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    return None
-
-
 def base_url(request: Request) -> str:
     """The account API URL as the client used it, for the `links` of every resource."""
     return str(request.base_url).rstrip("/")
@@ -124,17 +106,6 @@ def required_id(data: dict[str, Any], attribute: str, wrapper: str) -> int:
     return value
 
 
-def collection(
-    request: Request,
-    plural: str,
-    table: str,
-    to_json: Callable[[Any, str], dict[str, Any]],
-    where: str = "",
-    args: Sequence[Any] = (),
-) -> JSONResponse:
-    """A page of a table, in id order, as the API lists a collection: {plural: [...], "meta": {"total": "N"}}."""
-    limit, offset = page_params(request.query_params)
-    sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "")
-    rows, total = state_of(request).store.page(f"{sql} ORDER BY id", args, limit, offset)
-    base = base_url(request)
-    return answer({plural: [to_json(row, base) for row in rows], "meta": {"total": str(total)}})
+def field_too_long(attribute: str, problem: str) -> ApiError:
+    """The 422 for a value longer than ActiveCampaign keeps; `problem` names the field and the limit."""
+    return unprocessable(f"The {attribute} is too long", TOO_LONG_CODE, attribute, problem)

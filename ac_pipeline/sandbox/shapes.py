@@ -137,8 +137,13 @@ def contact_json(row: Row, base: str) -> dict[str, Any]:
     }
 
 
+def id_or_none(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def contact_list_json(row: Row, contact: Row, base: str, *, status_as_int: bool) -> dict[str, Any]:
-    """A membership; POST /contactLists answers its status as a number, the GETs as a string."""
+    """A membership; POST /contactLists answers its status as a number, the GETs as a string. The unsubscribe
+    fields say how a status 2 came about (provenance.py); `ip4Unsub` is the address as a 32-bit number."""
     return {
         "contact": str(row["contact_id"]),
         "list": str(row["list_id"]),
@@ -149,17 +154,17 @@ def contact_list_json(row: Row, contact: Row, base: str, *, status_as_int: bool)
         "status": row["status"] if status_as_int else str(row["status"]),
         "responder": "1",
         "sync": "0",
-        "unsubreason": "",
-        "campaign": None,
-        "message": None,
+        "unsubreason": row["unsubreason"],
+        "campaign": id_or_none(row["campaign_id"]),
+        "message": id_or_none(row["message_id"]),
         "first_name": contact["first_name"],
         "last_name": contact["last_name"],
         "ip4Sub": "0",
-        "sourceid": "0",
+        "sourceid": str(row["sourceid"]),
         "autosyncLog": None,
         "ip4_last": "0",
-        "ip4Unsub": "0",
-        "unsubscribeAutomation": None,
+        "ip4Unsub": str(row["ip4_unsub"]),
+        "unsubscribeAutomation": id_or_none(row["automation_id"]),
         "links": links(base, "contactLists", row["id"], CONTACT_LIST_LINKS),
         "id": str(row["id"]),
         "automation": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,8 @@ class SandboxState:
         self.faults = FaultPlan.from_config(faults, self.config.seed)
 
     def reset(self) -> None:
-        """Empty the account and every counter; keep the key, speed and fault rules (the RNG restarts)."""
+        """Empty the account and every counter, and give it a new account id: a reset account is another
+        account to anything that remembered the old one. Keep the key, speed and fault rules (the RNG restarts)."""
         self.imports.clear()
         self.store.reset()
         for window in (self.api_limit, self.multi_import_limit, self.single_import_limit):
@@ -76,8 +78,12 @@ class SandboxState:
         self.faults = FaultPlan(self.faults.rules, self.faults.seed)
 
     def describe(self) -> dict[str, Any]:
-        """The configuration, for the admin surface (never the key)."""
+        """The configuration and the account's identity, for the admin surface (never the key). `state_file` is
+        the absolute path of the state file, None for an account in memory."""
+        path = self.config.state_path
         return {
+            "account_id": self.store.account_id(),
+            "state_file": os.path.abspath(path) if path else None,
             "speed": self.config.speed,
             "state_path": self.config.state_path,
             "seed": self.config.seed,

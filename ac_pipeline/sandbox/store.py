@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+
+from ac_pipeline.sandbox.provenance import MEMBERSHIP_UPSERT, Unsubscribe, membership_params
 
 Row = sqlite3.Row
 
@@ -56,6 +59,12 @@ CREATE TABLE IF NOT EXISTS memberships (
     unsubscribed_by TEXT,
     sdate TEXT NOT NULL,
     udate TEXT NOT NULL,
+    unsubreason TEXT DEFAULT '',
+    campaign_id INTEGER,
+    message_id INTEGER,
+    ip4_unsub INTEGER NOT NULL DEFAULT 0,
+    automation_id INTEGER,
+    sourceid INTEGER NOT NULL DEFAULT 0,
     UNIQUE (contact_id, list_id)
 );
 CREATE INDEX IF NOT EXISTS memberships_by_list ON memberships (list_id, status, contact_id);
@@ -91,6 +100,7 @@ CREATE TABLE IF NOT EXISTS field_values (
     UNIQUE (contact_id, field_id)
 );
 CREATE TABLE IF NOT EXISTS exclusions (email TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS account (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
     submitted REAL NOT NULL,
@@ -114,7 +124,17 @@ TABLES = (
     "field_values",
     "exclusions",
     "batches",
+    "account",
 )
+# Membership columns added after the first release: a state file written before them gets them on open.
+ADDED_MEMBERSHIP_COLUMNS = {
+    "unsubreason": "TEXT DEFAULT ''",
+    "campaign_id": "INTEGER",
+    "message_id": "INTEGER",
+    "ip4_unsub": "INTEGER NOT NULL DEFAULT 0",
+    "automation_id": "INTEGER",
+    "sourceid": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def now_iso() -> str:
@@ -140,9 +160,19 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        self._migrate()
         self._seed()
 
+    def _migrate(self) -> None:
+        present = {row["name"] for row in self.all("PRAGMA table_info(memberships)")}
+        for column, declaration in ADDED_MEMBERSHIP_COLUMNS.items():
+            if column not in present:
+                self.execute(f"ALTER TABLE memberships ADD COLUMN {column} {declaration}")
+
     def _seed(self) -> None:
+        # The account's own id: made once when the state is created, kept in it, so a restart on the same file
+        # is the same account and a reset (or a fresh in-memory sandbox) is another one.
+        self.execute("INSERT OR IGNORE INTO account (key, value) VALUES ('id', ?)", (uuid.uuid4().hex,))
         # Every account has the admin user group.
         if self.one("SELECT 1 FROM user_groups WHERE id = 1") is None:
             self.execute(
@@ -154,8 +184,14 @@ class Store:
         with self.lock:
             self.conn.close()
 
+    def account_id(self) -> str:
+        row = self.one("SELECT value FROM account WHERE key = 'id'")
+        assert row is not None  # written by _seed
+        return str(row[0])
+
     def reset(self) -> None:
-        """Empty every table (ids start again from 1) and re-create the admin group."""
+        """Empty every table (ids start again from 1), re-create the admin group, and become a new account (a new
+        account id)."""
         with self.transaction() as conn:
             for table in TABLES:
                 conn.execute(f"DELETE FROM {table}")
@@ -272,23 +308,21 @@ class Store:
     def membership(self, contact_id: int, list_id: int) -> Row | None:
         return self.one("SELECT * FROM memberships WHERE contact_id = ? AND list_id = ?", (contact_id, list_id))
 
-    def set_membership(self, contact_id: int, list_id: int, status: int, by: str | None) -> Row:
-        """Set a contact's status on a list; `by` records who unsubscribed: "api", "contact", or None."""
-        now = now_iso()
+    def set_membership(
+        self, contact_id: int, list_id: int, status: int, unsubscribe: Unsubscribe | None, sourceid: int = 0
+    ) -> Row:
+        """Set a contact's status on a list; for status 2, `unsubscribe` records who did it and how."""
+        params = membership_params(contact_id, list_id, status, unsubscribe, now_iso(), sourceid)
         with self.lock:
-            self.conn.execute(
-                "INSERT INTO memberships (contact_id, list_id, status, unsubscribed_by, sdate, udate)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (contact_id, list_id) DO UPDATE SET"
-                " status = excluded.status, udate = excluded.udate,"
-                # An API unsubscribe of someone already unsubscribed keeps who did it first.
-                " unsubscribed_by = CASE WHEN memberships.status = 2 AND excluded.status = 2"
-                " AND excluded.unsubscribed_by = 'api' THEN memberships.unsubscribed_by"
-                " ELSE excluded.unsubscribed_by END",
-                (contact_id, list_id, status, by, now, now),
-            )
+            self.conn.execute(MEMBERSHIP_UPSERT, params)
             row = self.membership(contact_id, list_id)
         assert row is not None
         return row
+
+    def memberships_of(self, contact_ids: Sequence[int]) -> list[Row]:
+        """Every membership of these contacts, in id order."""
+        marks = ",".join("?" * len(contact_ids))
+        return self.all(f"SELECT * FROM memberships WHERE contact_id IN ({marks}) ORDER BY id", contact_ids)
 
     def member_emails(self, list_id: int, status: int) -> list[str]:
         rows = self.all(

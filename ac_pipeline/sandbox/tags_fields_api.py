@@ -8,22 +8,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ac_pipeline.sandbox.lengths import FIELD_VALUE_LIMIT, too_long
+from ac_pipeline.sandbox.listing import collection, contains, equals
 from ac_pipeline.sandbox.responses import (
     ApiError,
     answer,
     base_url,
-    collection,
+    field_too_long,
     int_param,
     not_found,
-    page_params,
     required_id,
     state_of,
-    text_of,
     unprocessable,
     wrapped,
 )
 from ac_pipeline.sandbox.shapes import contact_json, contact_tag_json, field_json, field_value_json, tag_json
 from ac_pipeline.sandbox.store import now_iso
+from ac_pipeline.sandbox.values import text_of
 
 
 def tag_error(status: int, title: str, detail: str = "", attribute: str | None = None) -> ApiError:
@@ -38,10 +39,7 @@ def tag_error(status: int, title: str, detail: str = "", attribute: str | None =
 
 async def list_tags(request: Request) -> JSONResponse:
     """`search` matches part of the tag name, ignoring case."""
-    search = request.query_params.get("search")
-    if search:
-        return collection(request, "tags", "tags", tag_json, "instr(lower(tag), ?) > 0", [search.lower()])
-    return collection(request, "tags", "tags", tag_json)
+    return collection(request, "tags", "tags", tag_json, contains("tag", request.query_params.get("search")))
 
 
 async def create_tag(request: Request) -> JSONResponse:
@@ -95,18 +93,7 @@ async def delete_contact_tag(request: Request) -> JSONResponse:
 
 
 async def list_fields(request: Request) -> JSONResponse:
-    store = state_of(request).store
-    limit, offset = page_params(request.query_params)
-    rows, total = store.page("SELECT * FROM fields ORDER BY id", (), limit, offset)
-    base = base_url(request)
-    return answer(
-        {
-            "fieldOptions": [],
-            "fieldRels": [],
-            "fields": [field_json(row, base) for row in rows],
-            "meta": {"total": str(total)},
-        }
-    )
+    return collection(request, "fields", "fields", field_json, extra={"fieldOptions": [], "fieldRels": []})
 
 
 async def create_field(request: Request) -> JSONResponse:
@@ -141,9 +128,7 @@ async def create_field(request: Request) -> JSONResponse:
 
 async def list_field_values(request: Request) -> JSONResponse:
     field_id = int_param(request.query_params, "filters[fieldid]")
-    if field_id is not None:
-        return collection(request, "fieldValues", "field_values", field_value_json, "field_id = ?", [field_id])
-    return collection(request, "fieldValues", "field_values", field_value_json)
+    return collection(request, "fieldValues", "field_values", field_value_json, equals("field_id", field_id))
 
 
 async def set_field_value(request: Request) -> JSONResponse:
@@ -155,6 +140,9 @@ async def set_field_value(request: Request) -> JSONResponse:
     value = text_of(data.get("value"))
     if value is None:
         raise unprocessable("Missing attribute", "field_missing", "value", "fieldValue.value is required")
+    problem = too_long("value", value, FIELD_VALUE_LIMIT)
+    if problem:
+        raise field_too_long("value", problem)
     with store.lock:
         contact = store.contact(contact_id)
         if contact is None:

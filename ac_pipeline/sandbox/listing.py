@@ -1,0 +1,43 @@
+"""Collection answers: a page of a table in id order, as the API lists one: {plural: [...], "meta": {...}}."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ac_pipeline.sandbox.responses import answer, base_url, page_params, state_of
+
+Filter = tuple[str, Sequence[Any]]
+NO_FILTER: Filter = ("", ())
+
+
+def contains(column: str, text: str | None) -> Filter:
+    """Rows whose `column` contains `text`, ignoring case (how `filters[name]` and `search` match); no text,
+    no filter."""
+    return (f"instr(lower({column}), ?) > 0", [text.lower()]) if text else NO_FILTER
+
+
+def equals(column: str, value: object | None) -> Filter:
+    """Rows whose `column` equals `value`; None, no filter."""
+    return (f"{column} = ?", [value]) if value is not None else NO_FILTER
+
+
+def collection(
+    request: Request,
+    plural: str,
+    table: str,
+    to_json: Callable[[Any, str], dict[str, Any]],
+    where: Filter = NO_FILTER,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """A page (`limit`, `offset`) of `table` in id order with `meta.total`; `extra` adds the empty side-loads
+    some collections answer with."""
+    limit, offset = page_params(request.query_params)
+    condition, args = where
+    sql = f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else "")
+    rows, total = state_of(request).store.page(f"{sql} ORDER BY id", args, limit, offset)
+    base = base_url(request)
+    return answer({**(extra or {}), plural: [to_json(row, base) for row in rows], "meta": {"total": str(total)}})
