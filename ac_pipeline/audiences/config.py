@@ -1,15 +1,18 @@
 """Audience definitions: what each audience is, which ActiveCampaign list it feeds, which fields it sends.
 
 `audiences.yaml` is read and checked here. Two levels of checks:
-- `load_audiences` checks everything that needs no data: structure, unique keys, an email mapping,
-  SQL that parses, exclusions that name real audiences (and no cycles). Definitions load calls it, so a
-  broken file shows up as a load error in the Dagster UI, naming the audience and the fix.
-- `check_against_columns` checks the SQL against the customer 360's columns (unknown columns, type
-  errors); the members asset calls it before reading anything.
+- `load_audiences` checks everything that needs no data: structure, no key written twice in a mapping,
+  unique audience keys, an email mapping, SQL that parses as one expression and reads only plain table
+  names (no files, URLs or table functions: see `sql.py`), table and column names that are identifiers,
+  exclusions that name real audiences (and no cycles). Definitions load calls it, so a broken file shows
+  up as a load error in the Dagster UI, naming the audience and the fix.
+- `check_against_columns` checks the SQL against the customer 360 (unknown tables and columns, type
+  errors, anything the locked connection refuses); the members asset calls it before reading anything.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,19 @@ from typing import Any
 import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+
+from ac_pipeline.audiences.sql import (
+    ALLOWED,
+    UnsafeSql,
+    check_identifier,
+    check_table_name,
+    is_refusal,
+    lock,
+    quote_identifier,
+    quote_table,
+    snippet_tables,
+)
 
 # A partition key: it appears in URLs, file names and the UI.
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
@@ -68,6 +84,11 @@ class Exclusions(_Strict):
     suppression_table: str | None = None
     emails: list[str] = Field(default_factory=list)
 
+    @field_validator("suppression_table")
+    @classmethod
+    def _a_table_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_table_name(name)
+
 
 class RemovalGuard(_Strict):
     """Stop a sync that would remove an unusual part of the list, until a person confirms."""
@@ -85,7 +106,8 @@ class Audience(_Strict):
     condition: str = Field(min_length=1)
     exclude: Exclusions = Field(default_factory=Exclusions)
     fields: FieldMapping
-    tags: list[str] = Field(default_factory=list)
+    # `builtins.list`: the field `list` above hides the built-in inside this class.
+    tags: builtins.list[str] = Field(default_factory=builtins.list)
     removal_guard: RemovalGuard = Field(default_factory=RemovalGuard)
     # Imported contacts start automations unless excluded; most list syncs must not trigger them.
     exclude_automations: bool = True
@@ -114,6 +136,16 @@ class Source(_Strict):
     # When a row last changed: among rows sharing an email, the most recent one wins.
     updated_column: str = "updated_at"
 
+    @field_validator("table")
+    @classmethod
+    def _a_table_name(cls, name: str) -> str:
+        return check_table_name(name)
+
+    @field_validator("id_column", "updated_column")
+    @classmethod
+    def _a_column_name(cls, name: str) -> str:
+        return check_identifier(name)
+
 
 class AudienceFile(_Strict):
     source: Source = Field(default_factory=Source)
@@ -137,7 +169,7 @@ class AudienceFile(_Strict):
             ) from None
 
 
-def _parse_error_location(error: dict[str, Any], raw: dict[str, Any]) -> str:
+def _parse_error_location(error: ErrorDetails, raw: dict[str, Any]) -> str:
     loc = error["loc"]
     if len(loc) >= 2 and loc[0] == "audiences" and isinstance(loc[1], int):
         entries = raw.get("audiences") or []
@@ -148,33 +180,25 @@ def _parse_error_location(error: dict[str, Any], raw: dict[str, Any]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def _check_sql_parses(audience: Audience) -> None:
-    """Each SQL snippet must parse as a single expression: no statements smuggled in with ';'."""
-    snippets = {"condition": audience.condition, "fields.email": audience.fields.email}
+def sql_snippets(audience: Audience) -> dict[str, str]:
+    """Setting -> SQL expression, for every snippet of the audience (named as in audiences.yaml)."""
+    snippets = {"condition": audience.condition, "fields.email": audience.fields.email or ""}
     snippets |= {f"fields.{name}": expr for name, expr in audience.fields.expressions().items()}
     snippets |= {f"fields.custom[{title!r}]": expr for title, expr in audience.fields.custom.items()}
-    parser = duckdb.connect()
-    try:
-        for where, snippet in snippets.items():
-            if ";" in snippet:
-                raise AudienceConfigError(
-                    f"audience {audience.key!r}, {where}: ';' is not allowed; write one SQL expression, not statements"
-                )
-            try:
-                statements = parser.extract_statements(
-                    f"SELECT {snippet} FROM (SELECT 1) AS t"
-                    if where != "condition"
-                    else f"SELECT 1 FROM (SELECT 1) AS t WHERE {snippet}"
-                )
-            except duckdb.ParserException as exc:
-                raise AudienceConfigError(
-                    f"audience {audience.key!r}, {where}: the SQL does not parse ({_first_line(exc)}); "
-                    f"fix the expression {snippet!r}"
-                ) from None
-            if len(statements) != 1:
-                raise AudienceConfigError(f"audience {audience.key!r}, {where}: write one SQL expression")
-    finally:
-        parser.close()
+    return snippets
+
+
+def _check_sql(audience: Audience, parser: duckdb.DuckDBPyConnection | None = None) -> dict[str, set[str]]:
+    """Each SQL snippet must parse as one expression that reads only plain table names: no statements
+    smuggled in, no files, URLs or table functions. Returns setting -> the tables it reads."""
+    tables: dict[str, set[str]] = {}
+    for where, snippet in sql_snippets(audience).items():
+        try:
+            tables[where] = snippet_tables(snippet, parser)
+        except UnsafeSql as exc:
+            fix = ALLOWED if "does not parse" not in str(exc) else f"fix the expression {snippet!r}"
+            raise AudienceConfigError(f"audience {audience.key!r}, {where}: {exc}; {fix}") from None
+    return tables
 
 
 def _check_exclusions(audiences: list[Audience]) -> None:
@@ -198,21 +222,53 @@ def _check_exclusions(audiences: list[Audience]) -> None:
             for nxt in by_key[key].exclude.audiences:
                 if nxt == start.key:
                     raise AudienceConfigError(
-                        f"audience {start.key!r}: exclusions form a cycle ({' -> '.join(path + [nxt])}); break it"
+                        f"audience {start.key!r}: exclusions form a cycle ({' -> '.join([*path, nxt])}); break it"
                     )
                 if nxt not in seen:
                     seen.add(nxt)
-                    stack.append((nxt, path + [nxt]))
+                    stack.append((nxt, [*path, nxt]))
 
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key written twice in one YAML mapping (YAML itself would silently keep the last one)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, and may be overridden
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key; the base class reports it
+                continue
+            if first is not None:
+                raise DuplicateKeyError(
+                    f"line {line}: duplicate key {key!r} (first written on line {first}); "
+                    "YAML would keep only the last one, so keep one of them"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+
+
 def parse_audiences(text: str, source: str = "audiences.yaml") -> AudienceFile:
     """Parse and check audience definitions given as YAML text."""
     try:
-        raw = yaml.safe_load(text)
+        raw = _load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise AudienceConfigError(f"{source}, {exc}") from None
     except yaml.YAMLError as exc:
         raise AudienceConfigError(f"{source} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict) or "audiences" not in raw:
@@ -231,13 +287,17 @@ def parse_audiences(text: str, source: str = "audiences.yaml") -> AudienceFile:
     except ValidationError as exc:
         problems = "; ".join(f"{_parse_error_location(e, raw)}: {e['msg']}" for e in exc.errors())
         raise AudienceConfigError(f"{source}: {problems}") from None
-    for audience in parsed.audiences:
-        _check_sql_parses(audience)
+    parser = duckdb.connect(config={"enable_external_access": False, "lock_configuration": True})
+    try:
+        for audience in parsed.audiences:
+            _check_sql(audience, parser)
+    finally:
+        parser.close()
     _check_exclusions(parsed.audiences)
     return parsed
 
 
-def load_audiences(path: Path) -> AudienceFile:
+def load_audiences(path: Path | str) -> AudienceFile:
     """Read and check audiences.yaml."""
     path = Path(path)
     if not path.exists():
@@ -248,40 +308,109 @@ def load_audiences(path: Path) -> AudienceFile:
     return parse_audiences(path.read_text(encoding="utf-8"), source=str(path))
 
 
-def check_against_columns(audience: Audience, connection: duckdb.DuckDBPyConnection, table: str = "customers") -> None:
+def customer_360_tables(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Lower-case name -> name of every table and view of the customer 360 (`table`, and `schema.table`)."""
+    rows = connection.sql(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
+        "WHERE database_name = current_database() AND NOT internal"
+    ).fetchall()
+    names: dict[str, str] = {}
+    for schema, table in rows:
+        names[f"{schema}.{table}".lower()] = f"{schema}.{table}"
+        if schema == "main":
+            names[table.lower()] = table
+    return names
+
+
+def _refused(audience: Audience, where: str, exc: Exception) -> AudienceConfigError:
+    return AudienceConfigError(
+        f"audience {audience.key!r}, {where}: reaches outside the customer 360, and DuckDB refused it "
+        f"({_first_line(exc)}); {ALLOWED}"
+    )
+
+
+def _check_table(
+    audience: Audience, where: str, name: str, known: dict[str, str], connection: duckdb.DuckDBPyConnection
+) -> str:
+    """The quoted name of a customer 360 table, or an error naming the setting and the tables there are."""
+    try:
+        quoted = quote_table(name)
+    except UnsafeSql as exc:
+        raise AudienceConfigError(f"audience {audience.key!r}, {where}: {exc}; {ALLOWED}") from None
+    if name.lower() not in known:
+        tables = ", ".join(sorted(n for n in known.values() if "." not in n)) or "none"
+        raise AudienceConfigError(
+            f"audience {audience.key!r}, {where}: {name!r} is not a table of the customer 360 "
+            f"{connection_database(connection)} (its tables: {tables}); audience SQL reads only those"
+        )
+    return quoted
+
+
+def connection_database(connection: duckdb.DuckDBPyConnection) -> str:
+    rows = connection.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    return str(rows[0][0]) if rows and rows[0][0] else "(in memory)"
+
+
+def check_against_columns(
+    audience: Audience, connection: duckdb.DuckDBPyConnection, source: Source | str = "customers"
+) -> None:
     """Bind every SQL snippet of the audience against the customer 360 without reading a row.
 
-    Raises AudienceConfigError naming the audience, the setting and the column DuckDB could not find.
+    The connection should be locked (`sql.locked_connection`); it is locked here if it is not. Raises
+    AudienceConfigError naming the audience, the setting and what is wrong: a table that is not the
+    customer 360's, a column DuckDB could not find, anything that reaches outside the customer 360.
     """
-    snippets = {"condition": audience.condition, "fields.email": audience.fields.email}
-    snippets |= {f"fields.{name}": expr for name, expr in audience.fields.expressions().items()}
-    snippets |= {f"fields.custom[{title!r}]": expr for title, expr in audience.fields.custom.items()}
-    for where, snippet in snippets.items():
+    lock(connection)
+    source = source if isinstance(source, Source) else Source.model_construct(table=source)
+    known = customer_360_tables(connection)
+    table = _check_table(audience, "source.table", source.table, known, connection)
+    for where, column in (("source.id_column", source.id_column), ("source.updated_column", source.updated_column)):
+        try:
+            connection.sql(f"SELECT {quote_identifier(column)} FROM {table} LIMIT 0").fetchall()
+        except (UnsafeSql, duckdb.Error) as exc:
+            raise AudienceConfigError(
+                f"audience {audience.key!r}, {where}: {_first_line(exc)}; name a column of {source.table!r}"
+            ) from None
+    for where, snippet in sql_snippets(audience).items():
+        try:
+            reads = snippet_tables(snippet, connection)
+        except UnsafeSql as exc:
+            raise AudienceConfigError(f"audience {audience.key!r}, {where}: {exc}; {ALLOWED}") from None
+        for name in sorted(reads):
+            if name.lower() not in known:
+                _check_table(audience, where, name, known, connection)
         query = (
-            f"SELECT 1 FROM {table} WHERE ({snippet}) LIMIT 0"
+            f"SELECT 1 FROM {table} WHERE (\n{snippet}\n) LIMIT 0"
             if where == "condition"
-            else f"SELECT ({snippet}) FROM {table} LIMIT 0"
+            else f"SELECT (\n{snippet}\n) FROM {table} LIMIT 0"
         )
         try:
             connection.sql(query).fetchall()
         except duckdb.Error as exc:
+            if is_refusal(exc):
+                raise _refused(audience, where, exc) from None
             message = _first_line(exc)
             missing = re.search(r'Referenced column "?([^"\s]+)"? not found', message)
             if missing:
                 columns = [row[0] for row in connection.sql(f"DESCRIBE {table}").fetchall()]
                 raise AudienceConfigError(
                     f"audience {audience.key!r}, {where}: unknown column {missing.group(1)!r} in the customer 360 "
-                    f"table {table!r}; available columns: {', '.join(columns)}"
+                    f"table {source.table!r}; available columns: {', '.join(columns)}"
                 ) from None
             raise AudienceConfigError(
                 f"audience {audience.key!r}, {where}: DuckDB rejects {snippet!r}: {message}"
             ) from None
     if audience.exclude.suppression_table:
         name = audience.exclude.suppression_table
+        where = "exclude.suppression_table"
+        quoted = _check_table(audience, where, name, known, connection)
         try:
-            connection.sql(f"SELECT email FROM {name} LIMIT 0").fetchall()
+            connection.sql(f"SELECT email FROM {quoted} LIMIT 0").fetchall()
         except duckdb.Error as exc:
+            if is_refusal(exc):
+                raise _refused(audience, where, exc) from None
             raise AudienceConfigError(
-                f"audience {audience.key!r}, exclude.suppression_table: cannot read an 'email' column from {name!r} "
+                f"audience {audience.key!r}, {where}: cannot read an 'email' column from {name!r} "
                 f"({_first_line(exc)}); create the table in the customer 360 or remove the setting"
             ) from None

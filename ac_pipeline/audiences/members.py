@@ -6,7 +6,8 @@ data); Polars then does the row-level rules, all vectorised:
 - Emails are normalised by trimming white space (including no-break and zero-width spaces, which
   copy-paste leaves behind) and lower-casing. Nothing more: dots and `+tags` in the local part name
   different mailboxes for ActiveCampaign, so folding them would merge different people.
-- Emails are validated; a row that fails keeps its reason (`status = rejected`).
+- Emails are validated by the rules ActiveCampaign applies (see `_EMAIL` below); a row that fails keeps a
+  specific reason (`status = rejected`), so it is never sent only to be refused.
 - One contact per email. When several customer rows share an address the most recently updated row
   wins (it holds the freshest names and values), ties going to the lowest customer id so the choice is
   stable; the others are kept as `status = duplicate`, naming the winner.
@@ -14,6 +15,7 @@ data); Polars then does the row-level rules, all vectorised:
   so `  Foo@Example.com ` on a do-not-contact list excludes `foo@example.com`.
 
 The result holds every selected row with its status; members are the rows with `status = member`.
+Audience SQL runs only on a locked connection (external access off, configuration locked: see `sql.py`).
 `fields_hash` fingerprints what is sent to ActiveCampaign (mapped fields and tags), so a change in
 anything else about a customer never costs a request.
 """
@@ -21,20 +23,29 @@ anything else about a customer never costs a request.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import duckdb
 import polars as pl
 
-from ac_pipeline.audiences.config import Audience, AudienceConfigError, Source
+from ac_pipeline.audiences.config import Audience, AudienceConfigError, Source, check_against_columns
+from ac_pipeline.audiences.sql import UnsafeSql, is_refusal, lock, quote_identifier, quote_table
 
-# Characters people paste around addresses that str.strip() alone would miss.
-_PADDING = " \t\r\n\u00a0\u2007\u202f\u200b\u200c\u200d\ufeff"
-_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LOCAL = rf"{_ATOM}(\.{_ATOM})*"
-_DOMAIN = r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])"
-_LOCAL_PART, _DOMAIN_PART = f"^{_LOCAL}$", f"^{_DOMAIN}$"
-# One pass over every address; the detailed reasons below are worked out only for the few that fail.
-_VALID_EMAIL = f"^{_LOCAL}@{_DOMAIN}$"
+# White space people paste around addresses: everything Python's str.strip() removes, and the zero-width
+# characters it does not.
+_PADDING = (
+    " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u200b\u200c\u200d\u2060\ufeff"
+)
+# What ActiveCampaign accepts (after lower-casing): a local part of these characters (no apostrophe, no
+# quotes), an '@', domain labels of letters, digits and inner hyphens, and a top-level domain of 2+
+# letters; 254 characters at most. `email_is_valid` is this pattern; `email_rejection` says which part
+# of it an address breaks. The tests hold both to the sandbox's model of the real API.
+_LOCAL_CHARS = "a-z0-9.!#$%&*+/=?^_`{|}~-"
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_TLD = r"[a-z]{2,}"
+_VALID_EMAIL = rf"^[{_LOCAL_CHARS}]+@({_LABEL}\.)+{_TLD}$"
+MAX_EMAIL_LENGTH = 254
 
 STANDARD_FIELDS = ("first_name", "last_name", "phone")
 
@@ -45,7 +56,12 @@ def field_column(title: str) -> str:
 
 
 def _text(expression: str) -> str:
-    return f"CAST(({expression}) AS VARCHAR)"
+    # Newlines: a `-- comment` at the end of a snippet ends with its line (the parser check allows one).
+    return f"CAST((\n{expression}\n) AS VARCHAR)"
+
+
+def _where(condition: str) -> str:
+    return f"WHERE (\n{condition}\n)"
 
 
 def select_sql(audience: Audience, source: Source) -> str:
@@ -60,20 +76,21 @@ def select_sql(audience: Audience, source: Source) -> str:
     values = {name: mapped.get(name) for name in STANDARD_FIELDS}
     values |= {field_column(title): expression for title, expression in audience.fields.custom.items()}
     columns = [
-        f"{source.id_column} AS customer_id",
-        f"{source.updated_column} AS updated_at",
-        f"{_text(audience.fields.email)} AS email_raw",
+        f"{quote_identifier(source.id_column)} AS customer_id",
+        f"{quote_identifier(source.updated_column)} AS updated_at",
+        f"{_text(audience.fields.email or 'NULL')} AS email_raw",
     ]
     columns += [f'{_text(expr) if expr else "NULL::VARCHAR"} AS "{name}"' for name, expr in values.items()]
     hashed = [f"coalesce({_text(expr)}, chr(0))" if expr else "chr(0)" for expr in values.values()]
     tags = json.dumps(sorted(audience.tags)).replace("'", "''")
     columns.append(f"md5(concat_ws(chr(31), {', '.join(hashed)}, '{tags}')) AS fields_hash")
-    return f"SELECT {', '.join(columns)} FROM {source.table} WHERE ({audience.condition})"
+    return f"SELECT {', '.join(columns)} FROM {quote_table(source.table)} {_where(audience.condition)}"
 
 
 def emails_sql(audience: Audience, source: Source) -> str:
     """Only the emails of an audience's rows (for excluding it from another audience)."""
-    return f"SELECT {_text(audience.fields.email)} AS email_raw FROM {source.table} WHERE ({audience.condition})"
+    email = _text(audience.fields.email or "NULL")
+    return f"SELECT {email} AS email_raw FROM {quote_table(source.table)} {_where(audience.condition)}"
 
 
 def normalise_email(column: pl.Expr) -> pl.Expr:
@@ -81,33 +98,49 @@ def normalise_email(column: pl.Expr) -> pl.Expr:
 
 
 def email_rejection(email: pl.Expr) -> pl.Expr:
-    """Why a normalised email cannot be sent to ActiveCampaign, or null when it can."""
+    """Why a normalised email cannot be sent to ActiveCampaign, or null when it can: the first rule of
+    `_VALID_EMAIL` it breaks, in words."""
     local = email.str.extract(r"^([^@]*)@", 1)
     domain = email.str.extract(r"@([^@]*)$", 1)
+    tld = domain.str.extract(r"\.([^.]*)$", 1)
+    bad_local = local.str.extract(f"([^{_LOCAL_CHARS}])", 1)
+    bad_domain = domain.str.extract(r"([^a-z0-9.-])", 1)
     return (
         pl.when(email.is_null() | (email == ""))
         .then(pl.lit("email missing"))
-        .when(email.str.len_chars() > 254)
-        .then(pl.lit("email longer than 254 characters"))
+        .when(email.str.len_chars() > MAX_EMAIL_LENGTH)
+        .then(pl.lit(f"email longer than {MAX_EMAIL_LENGTH} characters"))
         .when(email.str.contains(r"\s"))
         .then(pl.lit("email contains white space"))
         .when(email.str.count_matches("@") != 1)
         .then(pl.lit("email must contain exactly one '@'"))
         .when(~email.str.contains(r"^[\x00-\x7f]*$"))
         .then(pl.lit("email has non-ASCII characters"))
-        .when(~local.str.contains(_LOCAL_PART) | (local.str.len_chars() > 64))
-        .then(pl.lit("invalid local part (before '@')"))
-        .when(~domain.str.contains(_DOMAIN_PART))
-        .then(pl.lit("invalid domain (after '@')"))
+        .when(email.str.contains("'", literal=True))
+        .then(pl.lit("apostrophe (') in the address: ActiveCampaign refuses it"))
+        .when(local == "")
+        .then(pl.lit("nothing before the '@'"))
+        .when(bad_local.is_not_null())
+        .then(pl.format("character '{}' before the '@': ActiveCampaign refuses it", bad_local))
+        .when(domain == "")
+        .then(pl.lit("nothing after the '@'"))
+        .when(bad_domain.is_not_null())
+        .then(pl.format("character '{}' in the domain: only letters, digits, '-' and '.' are allowed", bad_domain))
+        .when(~domain.str.contains(".", literal=True))
+        .then(pl.lit("the domain has no '.' (e.g. example.com)"))
+        .when(domain.str.contains(r"(^|\.)(\.|$)"))
+        .then(pl.lit("empty part in the domain (a leading, trailing or double '.')"))
+        .when(domain.str.contains(r"(^|\.)-|-(\.|$)"))
+        .then(pl.lit("a part of the domain starts or ends with '-'"))
+        .when(~tld.str.contains(f"^{_TLD}$"))
+        .then(pl.lit("top-level domain must be 2+ letters (the part after the last '.')"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
 
 
 def email_is_valid(email: pl.Expr) -> pl.Expr:
     """The fast test: true exactly when `email_rejection` gives no reason."""
-    return (
-        email.str.contains(_VALID_EMAIL).fill_null(False) & (email.str.len_bytes() <= 254) & (email.str.find("@") <= 64)
-    )
+    return email.str.contains(_VALID_EMAIL).fill_null(False) & (email.str.len_chars() <= MAX_EMAIL_LENGTH)
 
 
 def _duplicates(rows: pl.DataFrame, valid: pl.Series) -> pl.DataFrame:
@@ -130,14 +163,25 @@ def _duplicates(rows: pl.DataFrame, valid: pl.Series) -> pl.DataFrame:
     )
 
 
-def read_rows(connection: duckdb.DuckDBPyConnection, audience: Audience, source: Source) -> pl.DataFrame:
+def _query(
+    connection: duckdb.DuckDBPyConnection, audience: Audience, source: Source, query: Callable[[], str]
+) -> pl.DataFrame:
+    """Lock the connection, then build and run one of the audience's queries; a failure names the setting."""
+    lock(connection)
     try:
-        return connection.sql(select_sql(audience, source)).pl()
-    except duckdb.Error as exc:
+        return connection.sql(query()).pl()
+    except (duckdb.Error, UnsafeSql) as exc:
+        # Bind each snippet on its own to name the one at fault (this raises when it finds it).
+        check_against_columns(audience, connection, source)
+        refused = " (DuckDB refused to reach outside the customer 360)" if is_refusal(exc) else ""
         raise AudienceConfigError(
-            f"audience {audience.key!r}: the customer 360 query failed: {str(exc).splitlines()[0]}; "
+            f"audience {audience.key!r}: the customer 360 query failed{refused}: {str(exc).splitlines()[0]}; "
             "check the condition and field expressions in audiences.yaml"
         ) from None
+
+
+def read_rows(connection: duckdb.DuckDBPyConnection, audience: Audience, source: Source) -> pl.DataFrame:
+    return _query(connection, audience, source, lambda: select_sql(audience, source))
 
 
 def _mark(
@@ -182,7 +226,8 @@ def member_emails(
 
     Reads only the email column: which row wins a duplicate does not change the set of addresses.
     """
-    emails = connection.sql(emails_sql(audience, source)).pl().select(email=normalise_email(pl.col("email_raw")))
+    emails = _query(connection, audience, source, lambda: emails_sql(audience, source))
+    emails = emails.select(email=normalise_email(pl.col("email_raw")))
     emails = emails.filter(email_is_valid(pl.col("email"))).unique()
     for excluded in excluded_emails(connection, audience, by_key, source).values():
         emails = emails.filter(~pl.col("email").is_in(excluded.implode()))
@@ -198,7 +243,9 @@ def excluded_emails(
         exclusions[f"in audience {other}"] = member_emails(connection, by_key[other], by_key, source)
     if audience.exclude.suppression_table:
         table = audience.exclude.suppression_table
-        emails = connection.sql(f"SELECT CAST(email AS VARCHAR) AS email FROM {table}").pl()
+        emails = _query(
+            connection, audience, source, lambda: f"SELECT CAST(email AS VARCHAR) AS email FROM {quote_table(table)}"
+        )
         exclusions[f"on suppression table {table}"] = emails.select(normalise_email(pl.col("email"))).get_column(
             "email"
         )

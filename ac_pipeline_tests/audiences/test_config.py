@@ -83,7 +83,7 @@ def test_configuration_errors_name_the_problem(text: str, expected: list[str]) -
 
 
 def test_a_missing_file_says_where_to_find_an_example(tmp_path) -> None:
-    with pytest.raises(AudienceConfigError, match="data/audiences.yaml"):
+    with pytest.raises(AudienceConfigError, match=r"data/audiences\.yaml"):
         load_audiences(tmp_path / "nope.yaml")
 
 
@@ -112,5 +112,5 @@ def test_unknown_columns_are_named_with_the_columns_there_are(sample_360, replac
 def test_a_missing_suppression_table_is_named(sample_360) -> None:
     catalog = parse_audiences(GOOD.replace("exclude: {audiences: [vip]}", "exclude: {suppression_table: do_not_mail}"))
     with duckdb.connect(str(sample_360), read_only=True) as connection:
-        with pytest.raises(AudienceConfigError, match="'lapsed'.*suppression_table.*do_not_mail"):
+        with pytest.raises(AudienceConfigError, match=r"'lapsed'.*suppression_table.*do_not_mail"):
             check_against_columns(catalog.get("lapsed"), connection)

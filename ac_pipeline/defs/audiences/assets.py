@@ -15,6 +15,7 @@ from ac_pipeline.audiences import changes as audience_changes_lib
 from ac_pipeline.audiences.config import check_against_columns
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
 from ac_pipeline.audiences.members import compute_members
+from ac_pipeline.audiences.sql import locked_connection
 from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.metadata import markdown_preview
@@ -54,8 +55,9 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                 "or point AC_PIPELINE_CUSTOMER_360 at yours",
                 allow_retries=False,
             )
-        with customer_360.get_connection() as connection:
-            check_against_columns(audience, connection, catalog.source.table)
+        # Audience SQL runs with DuckDB's external access off and its configuration locked (see audiences/sql.py).
+        with locked_connection(customer_360.database, customer_360.connection_config) as connection:
+            check_against_columns(audience, connection, catalog.source)
             rows = compute_members(connection, audience, catalog.by_key, catalog.source)
         by_status = dict(rows.group_by("status").len().iter_rows())
         reasons = (
