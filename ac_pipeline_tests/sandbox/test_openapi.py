@@ -235,6 +235,31 @@ def test_every_declared_answer_matches_schema_and_example(sandbox: SandboxServer
     assert problems == [], "\n".join(problems)
 
 
+def test_side_loaded_contact_lists_match_the_declared_records(sandbox: SandboxServer, api: Api) -> None:
+    """GET /contacts?include=contactLists: the answer keeps the declared shape, and each side-loaded record,
+    whatever unsubscribed it, has the shape GET /contacts/{id}/contactLists declares for one."""
+    list_id = api.make_list()
+    for kind in ("api", "link", "automation"):
+        api.subscribe(api.make_contact(f"{kind}@example.com"), list_id)
+    api.subscribe("1", list_id, status=2)
+    sandbox.admin.unsubscribe("link@example.com", list_id, campaign=3, message=4, reason="bye", ip="192.0.2.9")
+    sandbox.admin.unsubscribe_by_automation("automation@example.com", list_id, automation=5)
+    params = {"listid": list_id, "status": 2, "include": "contactLists", "orders[id]": "ASC", "id_greater": 0}
+    body = api.get("/contacts", params=params).json()
+    assert len(body["contactLists"]) == 3
+
+    declared = declared_json_answers()
+    listing = declared[("GET /contacts", "200")]
+    problems = schema_errors(listing["schema"], body)
+    problems += min((shape_errors(example, body) for example in examples(listing)), key=len)
+    one = declared[("GET /contacts/{id}/contactLists", "200")]
+    record_schema = one["schema"]["properties"]["contactLists"]["items"]
+    [record_example] = [example["contactLists"][0] for example in examples(one)]
+    for record in body["contactLists"]:
+        problems += schema_errors(record_schema, record) + shape_errors(record_example, record)
+    assert problems == [], "\n".join(problems)
+
+
 def test_validator_catches_wrong_types_and_missing_wrappers() -> None:
     schema = {"type": "object", "properties": {"contact": {"type": "object", "properties": {"id": {"type": "string"}}}}}
     assert schema_errors(schema, {"contact": {"id": "1"}}) == []
