@@ -251,7 +251,8 @@ def test_side_loaded_contact_lists_match_the_declared_records(sandbox: SandboxSe
     declared = declared_json_answers()
     listing = declared[("GET /contacts", "200")]
     problems = schema_errors(listing["schema"], body)
-    problems += min((shape_errors(example, body) for example in examples(listing)), key=len)
+    listing_shapes = [shape_errors(example, body) for example in examples(listing)]
+    problems += sorted(listing_shapes, key=len)[0]  # one of the declared examples must fit
     one = declared[("GET /contacts/{id}/contactLists", "200")]
     record_schema = one["schema"]["properties"]["contactLists"]["items"]
     [record_example] = [example["contactLists"][0] for example in examples(one)]
