@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -54,3 +55,25 @@ def test_without_a_state_file_a_restart_starts_empty(make_sandbox: MakeSandbox) 
     first.stop()
     with Api(make_sandbox()) as api:
         assert api.get("/lists").json()["meta"]["total"] == "0"
+
+
+def test_a_state_file_from_before_the_unsubscribe_fields_opens_with_them(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    state = tmp_path / "old.sqlite"
+    with sqlite3.connect(state) as old:  # the memberships table as the first release wrote it
+        old.executescript(
+            "CREATE TABLE memberships (id INTEGER PRIMARY KEY AUTOINCREMENT, contact_id INTEGER NOT NULL,"
+            " list_id INTEGER NOT NULL, status INTEGER NOT NULL, unsubscribed_by TEXT, sdate TEXT NOT NULL,"
+            " udate TEXT NOT NULL, UNIQUE (contact_id, list_id));"
+            "INSERT INTO memberships (contact_id, list_id, status, unsubscribed_by, sdate, udate)"
+            " VALUES (1, 1, 2, 'api', '2024-01-02T03:04:05+00:00', '2024-01-02T03:04:05+00:00');"
+        )
+    old.close()
+    sb = make_sandbox(state_path=state)
+    with Api(sb) as api:
+        list_id = api.make_list()
+        contact_id = api.make_contact("old@example.com")
+        [record] = api.get(f"/contacts/{contact_id}/contactLists").json()["contactLists"]
+        assert (record["list"], record["status"], record["unsubreason"], record["ip4Unsub"]) == (list_id, "2", "", "0")
+        assert (record["campaign"], record["unsubscribeAutomation"], record["sourceid"]) == (None, None, "0")
