@@ -33,6 +33,7 @@ def contact_input(
     if email is None:
         if email_required:
             raise unprocessable("Email address is required", "field_missing", "email")
+    # Length before format: an address too long must be told so, not called invalid.
     elif not isinstance(email, str) or not is_valid(checked_length("email", normalize(email))):
         raise unprocessable("Email address is not valid", "email_invalid", "email")
     else:

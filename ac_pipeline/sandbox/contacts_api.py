@@ -1,4 +1,6 @@
-"""Endpoints for contacts, contact/sync, list membership (contactLists) and a contact's field values."""
+"""Endpoints for contacts, contact/sync, and a contact's memberships (contactLists) and field values.
+
+Setting a membership (POST /contactLists) is in memberships_api."""
 
 from __future__ import annotations
 
