@@ -3,7 +3,8 @@
 A sync is held back before anything is sent when it would remove more of the list than the audience
 allows (a share of the last synced list, or a count), or when the audience comes back empty while the
 list has members. A person lets one run through by tagging it `ac_pipeline/allow_removals` (`true`
-for every audience, or a comma-separated list of audience keys), or with the check's run config.
+for every audience, or a comma-separated list of audience keys) from the UI, or with the run config
+`allow_removals: true` on `audience_changes` (`--config-json` from the CLI, which has no tags option).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 
 import dagster as dg
@@ -12,12 +14,17 @@ from ac_pipeline.definitions import build_definitions
 from ac_pipeline.state.store import SyncState
 
 
-def _run(defs: dg.Definitions, partition: str, tags: dict[str, str] | None = None):
+def _run(defs: dg.Definitions, partition: str, tags: dict[str, str] | None = None, run_config: dict | None = None):
     """Materialize the two audience assets (not the push: these tests stand in for it).
     Resolved assets come with their resources bound."""
     assets = [defs.resolve_assets_def(name) for name in ("audience_members", "audience_changes")]
     return dg.materialize(
-        assets, partition_key=partition, tags=tags, raise_on_error=False, instance=dg.DagsterInstance.ephemeral()
+        assets,
+        partition_key=partition,
+        tags=tags,
+        run_config=run_config,
+        raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(),
     )
 
 
@@ -111,6 +118,18 @@ def test_the_guard_blocks_a_mass_removal_until_a_person_overrides_it(home) -> No
     assert "ac_pipeline/allow_removals" in verdict.description
     assert SyncState(home.state).snapshot_counts("welcome_series")["removed"] == 0
 
+    # The command-line way the message gives: `dagster asset materialize` has no tags option, so the message
+    # gives a --config-json. Run with exactly that run config (the CLI itself takes ~25 s to start two steps).
+    command = re.search(r"(dagster asset materialize .*--config-json '(\{.*\})')", verdict.description)
+    assert command, verdict.description
+    assert "--partition welcome_series" in command.group(1)
+    assert SyncState(home.state).snapshot_counts("welcome_series")["removed"] == 0
+    from_cli = _run(defs, "welcome_series", run_config=json.loads(command.group(2)))
+    assert from_cli.success
+    [verdict] = _guard(from_cli)
+    assert verdict.passed and "Overridden" in verdict.description
+
+    # The UI's way: the run tag, for this audience.
     allowed = _run(defs, "welcome_series", tags={"ac_pipeline/allow_removals": "welcome_series"})
     assert allowed.success
     [verdict] = _guard(allowed)

@@ -4,12 +4,30 @@ It is a blocking check evaluated by `audience_changes` itself, with the changes 
 the changes are still recorded (so a person can look at them) but the push never starts.
 """
 
+import json
+
 import dagster as dg
 
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, evaluate
 
 REMOVAL_GUARD = "removal_guard"
+# The run config that lets one run through: `dagster asset materialize` and `dagster job launch` take it as
+# --config-json (they have no option for run tags), and the UI's launchpad takes it as YAML.
+ALLOW_REMOVALS_RUN_CONFIG = {"ops": {"audience_changes": {"config": {"allow_removals": True}}}}
+
+
+def override_hint(audience_key: str) -> str:
+    """How a person lets one run through, from the UI and from the command line."""
+    config = json.dumps(ALLOW_REMOVALS_RUN_CONFIG)
+    return (
+        f"If this is intended, let one run through: in the UI, launch it with the run tag {OVERRIDE_TAG}=true "
+        f"(or ={audience_key}); from the command line, run "
+        "dagster asset materialize -m ac_pipeline.definitions "
+        f"--select audience_members,audience_changes,activecampaign_sync --partition {audience_key} "
+        f"--config-json '{config}'"
+    )
+
 
 removal_guard_spec = dg.AssetCheckSpec(
     REMOVAL_GUARD,
@@ -18,8 +36,8 @@ removal_guard_spec = dg.AssetCheckSpec(
     description=(
         "Holds the sync back, before anything is sent, when it would remove more than the audience allows "
         "(default 20% of the last synced list) or the audience came back empty while the list has members. "
-        f"Let one run through with the tag {OVERRIDE_TAG}=true (or the audience key), or the asset's "
-        "run config allow_removals: true."
+        f"Let one run through with the run tag {OVERRIDE_TAG}=true (or the audience key), or the run config "
+        f"--config-json '{json.dumps(ALLOW_REMOVALS_RUN_CONFIG)}' (for the CLI, which has no tags option)."
     ),
 )
 
@@ -51,6 +69,6 @@ def removal_guard_result(
         metadata=metadata,
         description=(
             f"Sync of '{audience.list.name}' held back, nothing was sent: {verdict.reason}. "
-            f"If this is intended, re-run with the tag {OVERRIDE_TAG}=true (or ={audience.key})."
+            f"{override_hint(audience.key)}"
         ),
     )
