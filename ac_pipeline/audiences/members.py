@@ -60,6 +60,10 @@ def _text(expression: str) -> str:
     return f"CAST((\n{expression}\n) AS VARCHAR)"
 
 
+def _alias(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _where(condition: str) -> str:
     return f"WHERE (\n{condition}\n)"
 
@@ -80,7 +84,8 @@ def select_sql(audience: Audience, source: Source) -> str:
         f"{quote_identifier(source.updated_column)} AS updated_at",
         f"{_text(audience.fields.email or 'NULL')} AS email_raw",
     ]
-    columns += [f'{_text(expr) if expr else "NULL::VARCHAR"} AS "{name}"' for name, expr in values.items()]
+    # Column aliases come from custom field titles in the file: a '"' in a title is doubled, so it stays a name.
+    columns += [f"{_text(expr) if expr else 'NULL::VARCHAR'} AS {_alias(name)}" for name, expr in values.items()]
     hashed = [f"coalesce({_text(expr)}, chr(0))" if expr else "chr(0)" for expr in values.values()]
     tags = json.dumps(sorted(audience.tags)).replace("'", "''")
     columns.append(f"md5(concat_ws(chr(31), {', '.join(hashed)}, '{tags}')) AS fields_hash")

@@ -192,8 +192,9 @@ def is_locked(connection: duckdb.DuckDBPyConnection) -> bool:
 
 
 def lock(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Turn external access off and lock the configuration of the connection's database (for good: a locked
-    configuration cannot be unlocked). Prefer `locked_connection`, which does it before anything runs."""
+    """Turn external access off and lock the configuration of the connection's database, for good: a locked
+    configuration cannot be unlocked, and DuckDB shares one database instance between the connections a
+    process opens to the same file. Prefer `locked_connection`, which does it before anything runs."""
     if not is_locked(connection):
         connection.execute("SET enable_external_access = false")
         connection.execute("SET lock_configuration = true")

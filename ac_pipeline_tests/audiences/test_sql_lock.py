@@ -295,6 +295,7 @@ audiences:
       custom:
         Semicolon: "'a;b'"
         Orders: "(SELECT count(*) FROM customers c2 WHERE c2.email = customers.email)"
+        'x", (SELECT max(content) FROM read_text(''secret.csv'')) AS "y': "'title'"
 """
 
 
@@ -307,6 +308,10 @@ def test_a_legitimate_audience_still_works(customer_360: Path) -> None:
     members = rows.filter(pl.col("status") == "member")
     assert members.height > 100
     assert set(members.get_column("field:Semicolon")) == {"a;b"}
+    # A custom field title is a column name, never SQL: this one stays one column, and reads nothing.
+    [title] = [c for c in members.columns if "read_text" in c]
+    assert set(members.get_column(title)) == {"title"}
+    assert "y" not in members.columns
     assert rows.filter(pl.col("status") == "excluded").height > 0
 
 
