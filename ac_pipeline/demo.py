@@ -60,7 +60,7 @@ SOURCE_TAG, PID_TAG, HOST_TAG = "ac_pipeline/source", "ac_pipeline/pid", "ac_pip
 # How long a push may wait for the pool before the demo says who holds it.
 POOL_PATIENCE_SECONDS = 5.0
 # How long a stopped worker gets to end its runs itself before it is killed.
-GRACE_SECONDS = 2.0
+GRACE_SECONDS = 1.5
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -118,6 +118,8 @@ def _supervise(args: argparse.Namespace) -> int:
     uses_sandbox = not os.environ.get("ACTIVECAMPAIGN_API_URL", "").strip()
     previous = {signum: signal.signal(signum, _raise_stopped) for signum in (signal.SIGINT, signal.SIGTERM)}
     worker: subprocess.Popen | None = None
+    instance: dict[str, dg.DagsterInstance] = {}
+    loader = threading.Thread(target=_load_instance, args=(instance, _has_storage()), name="load-dagster", daemon=True)
     code = 1
     try:
         worker = subprocess.Popen(
@@ -134,7 +136,12 @@ def _supervise(args: argparse.Namespace) -> int:
             ],
             # The worker reads nothing: its stdin closes when this process ends, however it ends.
             stdin=subprocess.PIPE,
+            # A Ctrl-C in the terminal reaches this process only, which stops the worker in its own way.
+            start_new_session=True,
         )
+        # Cleaning up after a stopped worker needs a Dagster instance (a second to load): load it now,
+        # while the worker works, so that a Ctrl-C does not wait for it.
+        loader.start()
         code = worker.wait()
         if code < 0:
             print(f"\nthe demo's worker was killed ({signal.Signals(-code).name})", flush=True)
@@ -149,7 +156,9 @@ def _supervise(args: argparse.Namespace) -> int:
             if worker is not None:
                 _end(worker)
                 if worker.returncode != 0:
-                    for line in _free_dead_runs_in_new_instance(worker.pid):
+                    if loader.is_alive():
+                        loader.join(timeout=30)
+                    for line in _free_dead_runs_of(worker.pid, instance.get("loaded")):
                         print(line, flush=True)
             stopped_sandbox = uses_sandbox and stop_local_sandbox(paths().sandbox_state)
             if stopped_sandbox and code != 0:
@@ -161,10 +170,11 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def _end(worker: subprocess.Popen) -> None:
-    """Stop the worker: Ctrl-C first (a run in a step ends itself as failed), then for good."""
+    """Stop the worker: SIGTERM first (a run inside a step ends itself as failed; outside Dagster's
+    execution the worker just ends), then for good."""
     if worker.poll() is not None:
         return
-    worker.send_signal(signal.SIGINT)
+    worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(timeout=GRACE_SECONDS)
     except subprocess.TimeoutExpired:
@@ -172,10 +182,28 @@ def _end(worker: subprocess.Popen) -> None:
         worker.wait()
 
 
-def _free_dead_runs_in_new_instance(pid: int) -> list[str]:
+def _has_storage() -> bool:
+    """Whether the Dagster home's SQLite storage exists: two processes creating it at once race on its
+    migrations, so the supervisor opens it early only when it exists already."""
+    home = Path(os.environ["DAGSTER_HOME"])
+    return all(
+        (home / name).exists() for name in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
+    )
+
+
+def _load_instance(into: dict[str, dg.DagsterInstance], open_it: bool) -> None:
     import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
+    if open_it:
+        into["loaded"] = dg.DagsterInstance.get()
+
+
+def _free_dead_runs_of(pid: int, instance: dg.DagsterInstance | None) -> list[str]:
+    import dagster as dg
+
+    if instance is None:
+        instance = dg.DagsterInstance.get()
+    with instance:
         return free_dead_runs(instance, pid=pid)
 
 
