@@ -208,7 +208,8 @@ class SyncState:
                                reason = excluded.reason,
                                run_id = excluded.run_id,
                                updated_at = excluded.updated_at,
-                               removed_at = excluded.removed_at""",
+                               removed_at = CASE WHEN excluded.status = 'removed'
+                                   THEN coalesce(excluded.removed_at, snapshot.removed_at) END""",
                         {"audience": audience, "run_id": run_id, "now": now},
                     )
                     # Settled: no longer in flight.
@@ -310,6 +311,16 @@ class SyncState:
             except Exception:
                 connection.execute("ROLLBACK")
                 raise
+
+    def clear_journal_before(self, audience: str, before: datetime) -> int:
+        """Drop intents written before `before`: an earlier attempt's, once a push has examined them all."""
+        with self.connect() as connection:
+            stale = connection.execute(
+                "SELECT count(*) FROM journal WHERE audience = ? AND intended_at < ?", [audience, before]
+            ).fetchall()[0][0]
+            if stale:
+                connection.execute("DELETE FROM journal WHERE audience = ? AND intended_at < ?", [audience, before])
+        return int(stale)
 
     def journal(self, audience: str) -> pl.DataFrame:
         """The contacts an earlier push intended to send and whose outcome was never recorded:

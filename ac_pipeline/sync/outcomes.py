@@ -67,16 +67,22 @@ def snapshot_and_ledger(outcomes: list[Outcome]) -> tuple[pl.DataFrame, pl.DataF
         )
         if o.status == "failed":
             continue  # stays out of the snapshot (and in the journal): the next attempt sends it again
-        removed = o.row["op"] == "remove"
+        op = o.row["op"]
+        removed = op == "remove"
         status = ("removed" if removed else "member") if o.status == "confirmed" else o.status
+        fields_hash = None if removed else o.row.get("fields_hash")
+        if o.status == "rejected" and op in ("update", "readd"):
+            # The contact is still where it was (on the list with its old fields, or removed by us): say so,
+            # keeping the old hash (None keeps it), so the snapshot stays true and the change is tried again.
+            status, fields_hash = ("member" if op == "update" else "removed"), None
         snapshot_rows.append(
             {
                 "email": o.row["email"],
-                "fields_hash": None if removed else o.row.get("fields_hash"),
+                "fields_hash": fields_hash,
                 "contact_id": o.contact_id or o.row.get("contact_id"),
                 "status": status,
                 "reason": o.reason,
-                "removed_at": (o.removed_at or now) if status == "removed" else None,
+                "removed_at": (o.removed_at or now) if status == "removed" and removed else None,
             }
         )
     return pl.DataFrame(snapshot_rows, schema=SNAPSHOT_COLUMNS), pl.DataFrame(ledger_rows, schema=LEDGER_COLUMNS)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -111,6 +111,7 @@ class Push:
         return result
 
     def _send(self, todo: pl.DataFrame, snapshot: pl.DataFrame, result: PushResult) -> None:
+        attempt_started = datetime.now(UTC)
         destination = resolve(self.client, self.audience)
         result.list_id, result.created_list = destination.list_id, destination.created_list
         result.created_fields = destination.created_fields
@@ -146,6 +147,9 @@ class Push:
                 ).send(in_bulk)
             if one_by_one.height:
                 SingleSender(self.client, shape, recorder, self.log, intended, removed_at).send(one_by_one.to_dicts())
+        # Every earlier intent was judged above (or its contact sent again): none may outlive this attempt
+        # and later make someone else's unsubscribe look like ours.
+        self.state.clear_journal_before(self.audience.key, attempt_started)
 
     # -- before sending ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ac_pipeline.activecampaign import AuthError
+from ac_pipeline.defs.activecampaign.local_sandbox import SandboxUnavailable
 from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.sync.destination import DestinationError
@@ -93,7 +94,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     result = push.run(audience_changes)
                 finally:
                     stats = client.stats
-        except (DestinationError, DestinationChanged, AuthError) as exc:
+        except (DestinationError, DestinationChanged, SandboxUnavailable, AuthError) as exc:
             # Configuration to fix in ActiveCampaign, audiences.yaml or the sync state: retrying cannot help.
             state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
             raise dg.Failure(str(exc), allow_retries=False) from None
