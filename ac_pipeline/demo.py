@@ -319,7 +319,7 @@ def _wait_for_the_pool(instance: dg.DagsterInstance, audience: str) -> None:
                 holder = instance.get_run_by_id(run_id)
                 what = (
                     f"{_partition(holder)}, {holder.status.value}, started by "
-                    f"{'the demo, pid ' + holder.tags.get(PID_TAG, '?') if holder.tags.get(SOURCE_TAG) == 'demo' else 'Dagster'}"
+                    f"{'the demo, pid ' + holder.tags.get(PID_TAG, '?') if holder.tags.get(SOURCE_TAG) == 'demo' else 'something other than the demo'}"
                     if holder
                     else "a run this instance no longer has"
                 )
@@ -327,7 +327,7 @@ def _wait_for_the_pool(instance: dg.DagsterInstance, audience: str) -> None:
                     f"{audience}: waiting for the {POOL} pool ({info.limit} slot), held by run {run_id} ({what}).\n"
                     f"  If that run is still pushing, {audience} starts when it ends. If its process is gone, mark it "
                     f"failed and free its slot: in the Dagster UI (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev) "
-                    "open the run, Terminate it, then 'Free concurrency slots'; or stop this demo (Ctrl-C).",
+                    "open the run, Terminate it (force), then 'Free concurrency slots'; or stop this demo (Ctrl-C).",
                     flush=True,
                 )
                 if holder is not None and holder.status == dg.DagsterRunStatus.FAILURE:
