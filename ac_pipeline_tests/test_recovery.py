@@ -7,6 +7,7 @@ monitoring, as configured by the dagster.yaml the demo writes, frees the slots o
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -24,6 +25,12 @@ from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pool import HOLDER, PUSH_ONE, dagster_home, holders, kill, start, wait_for_holder
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _waiting(instance: dg.DagsterInstance) -> set[str]:
+    """The runs with a step waiting for a slot of the pool."""
+    info = instance.event_log_storage.get_concurrency_info("activecampaign")
+    return {step.run_id for step in info.pending_steps if step.assigned_timestamp is None}
 
 
 def test_the_demo_s_dagster_yaml_turns_on_run_monitoring_that_frees_slots(tmp_path: Path) -> None:
@@ -56,28 +63,42 @@ def test_a_push_killed_in_the_pool_no_longer_blocks_the_next_once_the_demo_clean
             assert run.tags[SOURCE_TAG] == "demo" and run.tags[PID_TAG] == str(push.pid)
             assert holders(instance) == {dead}
 
-            # A live run of the demo is left alone.
-            assert free_dead_runs(instance, pid=os.getpid()) == []
+            # The next push (another audience) waits behind the dead run.
+            env = {**os.environ, "DAGSTER_HOME": str(where)}
+            with open(tmp_path / "next.log", "w") as log:
+                following = subprocess.Popen(
+                    [sys.executable, "-c", PUSH_ONE, "welcome_series"], env=env, cwd=REPO, stdout=log, stderr=log
+                )
+            try:
+                deadline = time.monotonic() + 60
+                while not _waiting(instance) and time.monotonic() < deadline:
+                    assert following.poll() is None, (tmp_path / "next.log").read_text()[-3000:]
+                    time.sleep(0.1)
+                [waiting] = _waiting(instance)
+                assert holders(instance) == {dead}
 
-            lines = free_dead_runs(instance)
-            assert len(lines) == 1 and dead in lines[0] and "newsletter_canada" in lines[0], lines
-            run = instance.get_run_by_id(dead)
-            assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
-            assert holders(instance) == set()
-            assert instance.event_log_storage.get_concurrency_info("activecampaign").pending_steps == []
-            assert free_dead_runs(instance) == []  # nothing left to clean
+                # A live run of the demo is left alone; the dead one is failed and its slot freed.
+                assert free_dead_runs(instance, pid=os.getpid()) == []
+                lines = free_dead_runs(instance)
+                assert len(lines) == 1 and dead in lines[0] and "newsletter_canada" in lines[0], lines
+                run = instance.get_run_by_id(dead)
+                assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+                assert free_dead_runs(instance) == []  # nothing left to clean
 
-            # The next push takes the slot and finishes (in a process of its own, bounded in time).
-            result = subprocess.run(
-                [sys.executable, "-c", PUSH_ONE, "welcome_series"],
-                env={**os.environ, "DAGSTER_HOME": str(where)},
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert result.returncode == 0 and " True" in result.stdout, result.stdout + result.stderr[-3000:]
+                # The waiting push takes the slot and finishes.
+                following.wait(timeout=120)
+            finally:
+                kill(following)
+            output = (tmp_path / "next.log").read_text()
+            assert following.returncode == 0 and f"RUN {waiting} True" in output, output[-3000:]
             assert holders(instance) == set()
+            # It said so at INFO level, in its own log.
+            waited = [
+                entry
+                for entry in instance.all_logs(waiting)
+                if "for a slot of the 'activecampaign' pool" in (entry.message or "")
+            ]
+            assert [entry.level for entry in waited] == [logging.INFO], waited
         members = pl.read_parquet(home.assets / "audience_members" / "welcome_series.parquet")
         expected = set(members.filter(pl.col("status") == "member").get_column("email"))
         assert expected and set(sandbox.admin.members("Welcome series", status=1)) == expected

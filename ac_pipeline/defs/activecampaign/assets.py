@@ -19,6 +19,24 @@ DRY_RUN_TAG = "ac_pipeline/dry_run"
 ADOPT_LIST_TAG = "ac_pipeline/adopt_list"
 
 
+def _say_how_long_it_waited_for_the_pool(context: dg.AssetExecutionContext) -> None:
+    """Dagster reports a step waiting for its pool only at DEBUG level (an engine event, repeated every 5
+    minutes), and no code of the step runs before it holds the slot: say at INFO how long this one waited."""
+    blocked_since = None
+    events = context.instance.all_logs(
+        context.run_id, of_type={dg.DagsterEventType.ENGINE_EVENT, dg.DagsterEventType.STEP_UP_FOR_RETRY}
+    )
+    for entry in events:
+        if entry.dagster_event is not None and entry.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY:
+            blocked_since = None  # this attempt's wait, not an earlier one's
+        elif f"Step blocked by limit for pool {POOL}" in (entry.message or "") and blocked_since is None:
+            blocked_since = entry.timestamp
+    if blocked_since is not None:
+        context.log.info(
+            f"waited {time.time() - blocked_since:.0f} s for a slot of the {POOL!r} pool, which another run held"
+        )
+
+
 class SyncConfig(dg.Config):
     # Show what would be sent (counts per operation, sample payloads, requests) and send nothing.
     dry_run: bool = False
@@ -56,6 +74,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         config, or the tag `ac_pipeline/dry_run=true`) it records what it would send and sends nothing.
         """
         key = context.partition_key
+        _say_how_long_it_waited_for_the_pool(context)
         audience = audiences.load().get(key)
         state = sync_state.store()
         dry_run = config.dry_run or context.run.tags.get(DRY_RUN_TAG, "").lower() == "true"
