@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "sandbox": "ac_pipeline.sandbox.cli",
     "demo": "ac_pipeline.demo",
     "check": "ac_pipeline.defs.activecampaign.check",
+    "state": "ac_pipeline.state.cli",
 }
 
 

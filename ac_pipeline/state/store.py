@@ -85,6 +85,16 @@ class SyncState:
                     f"({SCHEMA_VERSION}); upgrade ac-pipeline, or point AC_PIPELINE_STATE at another file"
                 )
             yield connection
+        except (
+            duckdb.IOException,
+            duckdb.SerializationException,
+            duckdb.InternalException,
+            duckdb.FatalException,
+        ) as exc:
+            # A damaged file often opens and fails at the first read of a damaged block.
+            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+                raise
+            raise self._unreadable(exc) from None
         finally:
             connection.close()
 

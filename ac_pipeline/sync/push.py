@@ -98,6 +98,11 @@ class Push:
         )
         if result.already_confirmed:
             self.log(f"resuming: {result.already_confirmed:,} changes were confirmed by an earlier attempt")
+        recorded = self.state.destination(self.audience.key)
+        if recorded is not None and recorded[0] != self.account:
+            # Checked even when nothing changed (it costs no request): a green "nothing to do" against
+            # another account would claim a list in step that this account may not even have.
+            self._refuse_other_destination(recorded, recorded[1])
         if todo.height:
             self._send(todo, snapshot, result)
             missing = todo.height - result.accounted
@@ -159,17 +164,8 @@ class Push:
         recorded = self.state.destination(key)
         if recorded == (self.account, list_id):
             return
-        how = (
-            f"To start over on the list as it is now: `ac-pipeline state forget {key}`, then run the sync with "
-            "the activecampaign_sync config `adopt_list: true` (or the run tag ac_pipeline/adopt_list=true)"
-        )
         if recorded is not None:
-            then = f"list {recorded[1]} in {recorded[0]}"
-            raise DestinationChanged(
-                f"audience {key!r}: the sync state describes {then}, but list {name!r} is now {list_id} in "
-                f"{self.account} (a recreated list, or another account). Its snapshot says nothing about this "
-                f"list, so nothing was sent. {how}"
-            )
+            self._refuse_other_destination(recorded, list_id)
         if snapshot.is_empty() and not created_list and not self.adopt_list:
             held = self._contacts_on_list(list_id)
             if held:
@@ -185,6 +181,16 @@ class Push:
         if not snapshot.is_empty():
             self.log(f"recording that the snapshot of {key!r} describes list {list_id} in {self.account}")
         self.state.record_destination(key, self.account, list_id)
+
+    def _refuse_other_destination(self, recorded: tuple[str, str], list_id: str) -> None:
+        key, name = self.audience.key, self.audience.list.name
+        raise DestinationChanged(
+            f"audience {key!r}: the sync state describes list {recorded[1]} in {recorded[0]}, but list {name!r} "
+            f"is {list_id} in {self.account} (a recreated list, or another account). Its snapshot says nothing "
+            "about this list, so nothing was sent. To start over on the list as it is now: "
+            f"`ac-pipeline state forget {key}`, then run the sync again (with the activecampaign_sync config "
+            "`adopt_list: true`, or the run tag ac_pipeline/adopt_list=true, if the list already holds contacts)"
+        )
 
     def _contacts_on_list(self, list_id: str) -> int:
         """Subscribed plus unsubscribed contacts on the list (two requests)."""

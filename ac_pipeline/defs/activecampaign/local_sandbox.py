@@ -90,6 +90,17 @@ def ensure_local_sandbox(state_file: Path, port: int, speed: float, wait_seconds
         env={k: v for k, v in os.environ.items() if k != "ACTIVECAMPAIGN_API_KEY"},
     )
     log.close()
+    try:
+        return _wait_for_start(process, url, state_file, port, wait_seconds)
+    except BaseException:
+        if process.poll() is None:  # never leave a sandbox running that nobody will use or stop
+            process.terminate()
+        raise
+
+
+def _wait_for_start(
+    process: subprocess.Popen[bytes], url: str, state_file: Path, port: int, wait_seconds: float
+) -> tuple[str, str]:
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         config = _healthy(url)

@@ -1,0 +1,69 @@
+"""`ac-pipeline state`: look at and repair the sync state by hand.
+
+`forget AUDIENCE` drops what the state believes about one audience's list (snapshot, intent journal,
+destination), keeping the ledger and runs as history. It is the way out when the list was recreated or
+the account changed: the next sync refuses to send a diff against the old snapshot until you do this
+and then adopt the list (the activecampaign_sync config `adopt_list: true`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ac_pipeline.settings import paths
+from ac_pipeline.state.store import StateError, SyncState
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("state", help="look at or repair the sync state (state.duckdb)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="what the state holds for each audience")
+    show.set_defaults(func=_show)
+    forget = actions.add_parser("forget", help="drop one audience's snapshot, journal and destination")
+    forget.add_argument("audience", help="the audience key")
+    forget.add_argument("--yes", action="store_true", help="do it (without it, say what would be dropped)")
+    forget.set_defaults(func=_forget)
+
+
+def _show(args: argparse.Namespace) -> int:
+    state = SyncState(paths().state)
+    try:
+        with state.connect(read_only=True) as connection:
+            rows = connection.execute(
+                """SELECT s.audience, s.status, count(*), any_value(d.account), any_value(d.list_id)
+                   FROM snapshot s LEFT JOIN destination d USING (audience)
+                   GROUP BY ALL ORDER BY ALL"""
+            ).fetchall()
+            journal = dict(connection.execute("SELECT audience, count(*) FROM journal GROUP BY ALL").fetchall())
+    except StateError as error:
+        print(error)
+        return 2
+    print(f"sync state: {state.path}")
+    for audience, status, count, account, list_id in rows:
+        print(f"  {audience:<24} {status:<10} {count:>10,}   list {list_id or '?'} in {account or '(not recorded)'}")
+    for audience, count in journal.items():
+        print(f"  {audience:<24} in flight  {count:>10,}   (an attempt stopped; the next push asks ActiveCampaign)")
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    state = SyncState(paths().state)
+    try:
+        if not args.yes:
+            counts = state.snapshot_counts(args.audience)
+            print(
+                f"would drop the snapshot of {args.audience!r} ({', '.join(f'{k} {v:,}' for k, v in counts.items())}), "
+                "its intent journal and its destination from "
+                f"{state.path}; the ledger and runs stay. Run again with --yes to do it"
+            )
+            return 1
+        removed = state.forget(args.audience)
+    except StateError as error:
+        print(error)
+        return 2
+    print(
+        f"forgot {args.audience!r}: {removed['snapshot']:,} snapshot rows, {removed['journal']:,} journal rows. "
+        "Next, run its sync with the activecampaign_sync config `adopt_list: true` "
+        "(or the run tag ac_pipeline/adopt_list=true)"
+    )
+    return 0
