@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Both set explicitly: a process started from a non-interactive shell in the background inherits an
+    # ignored SIGINT, and Python then raises no KeyboardInterrupt, so Ctrl-C / kill -INT would do nothing.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     server.start()
     try:
         print(

@@ -43,12 +43,10 @@ def trials(seed: int) -> list[tuple[str, str, int]]:
     """(change, how the child dies, parameter), seeded."""
     rng = random.Random(seed)
     return [
-        ("remove", "bulk", rng.randint(1, 2)),
-        ("remove", "polls", rng.randint(1, 2)),
-        ("remove", "before-commit", 1),
-        ("update", "bulk", rng.randint(1, 2)),
-        ("update", "after-commit", 1),
-        ("readd", "list_status", rng.randint(2, 25)),
+        ("remove", "bulk", rng.randint(1, 2)),  # unsubscribes sent, none confirmed
+        ("remove", "polls", rng.randint(1, 2)),  # some confirmed, not all committed
+        ("update", "after-commit", 1),  # a commit in the WAL only
+        ("readd", "list_status", rng.randint(2, 25)),  # re-subscribed, not yet recorded
         ("readd", "before-commit", rng.randint(2, 10)),
     ]
 
