@@ -6,8 +6,9 @@ from __future__ import annotations
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ac_pipeline.defs.activecampaign.assets import build_sync_asset
+from ac_pipeline.defs.activecampaign.assets import POOL, build_sync_asset
 from ac_pipeline.defs.activecampaign.resources import activecampaign_resource
+from ac_pipeline.defs.activecampaign.sensors import build_pool_wait_sensor
 from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
@@ -33,6 +34,7 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
         assets=[members, changes, push],
         jobs=[sync_job],
         schedules=[build_daily_sync(sync_job, partitions)],
+        sensors=[build_pool_wait_sensor(POOL)],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
             "customer_360": DuckDBResource(
