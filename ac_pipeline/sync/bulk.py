@@ -29,7 +29,18 @@ MAX_BATCH_ATTEMPTS = 5
 # the rate limit (which all of them share), few enough that a crash resends little.
 SUBMITTERS = 4
 
-REFUSED = "ActiveCampaign did not import the contact (exclusion list, bounce, invalid address or account limit)"
+
+def _refusal_reason(contact: dict[str, Any] | None, status: str | None) -> str:
+    """Why a contact bulk import listed as failed is not on the list, as far as ActiveCampaign shows it
+    (import/info names only the email; the account's exclusion list is not readable through the API)."""
+    if contact is None:
+        return (
+            "ActiveCampaign refused the address: it is on the account's exclusion or bounce list, or the account "
+            "is at its contact limit (check Contacts -> Exclusion list and the plan's limit)"
+        )
+    if status == "3":
+        return "the address bounced on this list; ActiveCampaign does not subscribe it again"
+    return "ActiveCampaign kept the contact but did not subscribe it to the list (exclusion list or account limit)"
 
 
 class PushIncomplete(RuntimeError):
@@ -197,7 +208,7 @@ class BulkSender:
         if status == "2":
             # Bulk import never re-subscribes: this person is unsubscribed, and it was not this push.
             return Outcome(row, "opted_out", batch_id, reason=OPTED_OUT, contact_id=contact_id)
-        return Outcome(row, "rejected", batch_id, reason=REFUSED, contact_id=contact_id)
+        return Outcome(row, "rejected", batch_id, reason=_refusal_reason(contact, status), contact_id=contact_id)
 
 
 class Outbox:

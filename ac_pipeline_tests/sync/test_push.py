@@ -94,6 +94,8 @@ def test_refused_contacts_are_recorded_and_not_sent_again(pipeline: Pipeline) ->
     assert materialization(result, "activecampaign_sync")["rejected"] == 2
     snapshot = pipeline.state.snapshot("welcome_series")
     assert set(snapshot.filter(pl.col("status") == "rejected").get_column("email")) == set(blocked)
+    reasons = set(snapshot.filter(pl.col("status") == "rejected").get_column("reason"))
+    assert all("exclusion" in reason for reason in reasons), reasons
     assert pipeline.listed("welcome_series") == pipeline.audience("welcome_series") - set(blocked)
     again = pipeline.sync("welcome_series")
     assert again.success and materialization(again, "activecampaign_sync")["requests"] == 0
