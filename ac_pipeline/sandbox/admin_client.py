@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -64,6 +65,37 @@ class SandboxAdmin:
         """{"email", "list", "status", "unsubscribed_by", "sdate", "udate", "unsubreason", "campaign", "message",
         "ip4Unsub", "unsubscribeAutomation"} of one contact on one list: the last seven as the API shows them."""
         return dict(self._call("GET", "/membership", params={"email": email, "list": str(list_id_or_name)}))
+
+    def bounce(self, email: str, list_id_or_name: str | int | None = None, kind: str = "hard") -> dict[str, object]:
+        """A campaign email to the contact bounced. "hard": status 3 on the list (or every list the contact is
+        active on), `bounced_hard` up, `bounced_date` today, and bulk import fails the address from then on;
+        "soft": only `bounced_soft` and `bounced_date`. Answers {"email", "bounced_hard", "bounced_soft",
+        "bounced_date", "lists": {list id: status}}."""
+        body: dict[str, Any] = {"email": email, "kind": kind}
+        if list_id_or_name is not None:
+            body["list"] = str(list_id_or_name)
+        return dict(self._call("POST", "/bounce", json=body))
+
+    def delete_contact(self, email: str) -> None:
+        """A user deletes the contact in the app (memberships, tags and field values go with it)."""
+        self._call("DELETE", f"/contacts/{quote(email)}")
+
+    def delete_list(self, list_id_or_name: str | int) -> None:
+        """A user deletes the list in the app (its memberships and grants to user groups go with it)."""
+        self._call("DELETE", f"/lists/{quote(str(list_id_or_name))}")
+
+    def add_to_list(self, email: str, list_id_or_name: str | int) -> dict[str, Any]:
+        """A user adds the contact to the list by hand (status 1); answers the membership."""
+        return dict(self._call("POST", f"/lists/{quote(str(list_id_or_name))}/members", json={"email": email}))
+
+    def remove_from_list(self, email: str, list_id_or_name: str | int) -> dict[str, Any]:
+        """A user unsubscribes the contact from the list by hand (status 2, unsubscribed_by "user"); answers
+        the membership."""
+        return dict(self._call("DELETE", f"/lists/{quote(str(list_id_or_name))}/members/{quote(email)}"))
+
+    def set_field_value(self, email: str, field: str | int, value: str) -> dict[str, Any]:
+        """A user changes the contact's value of a custom field (id, perstag or title) by hand."""
+        return dict(self._call("PUT", f"/contacts/{quote(email)}/fields/{quote(str(field))}", json={"value": value}))
 
     def exclude(self, emails: list[str]) -> list[str]:
         """Put addresses on the exclusion list; answers the whole list."""

@@ -8,7 +8,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from ac_pipeline.sandbox import admin, contacts_api, imports_api, lists_api, memberships_api, tags_fields_api
+from ac_pipeline.sandbox import (
+    admin,
+    admin_edits,
+    contacts_api,
+    fields_api,
+    groups_api,
+    imports_api,
+    lists_api,
+    memberships_api,
+    root_api,
+    tags_api,
+)
 from ac_pipeline.sandbox.gate import ApiGate
 from ac_pipeline.sandbox.responses import ApiError
 from ac_pipeline.sandbox.state import SandboxState
@@ -30,14 +41,19 @@ def build_app(state: SandboxState) -> ASGIApp:
         *contacts_api.routes,
         *memberships_api.routes,
         *lists_api.routes,
-        *tags_fields_api.routes,
+        *groups_api.routes,
+        *tags_api.routes,
+        *fields_api.routes,
         *imports_api.routes,
+        *root_api.routes,
     ]
     # Unknown paths, and known paths with another method, answer 404 {"message"} like the real API.
     fallback = [
         Route("/api/3", unknown_api_path, methods=ALL_METHODS),
         Route("/api/3/{rest:path}", unknown_api_path, methods=ALL_METHODS),
     ]
-    app = Starlette(routes=[*api_routes, *fallback, *admin.routes], exception_handlers={ApiError: api_error})
+    app = Starlette(
+        routes=[*api_routes, *fallback, *admin_edits.routes, *admin.routes], exception_handlers={ApiError: api_error}
+    )
     app.state.sandbox = state
     return ApiGate(app, state, api_routes)

@@ -230,9 +230,14 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
     emails = [normalize(contact["email"]) for contact in contacts]
     marks = ",".join("?" * len(emails))
     excluded = {row[0] for row in conn.execute(f"SELECT email FROM exclusions WHERE email IN ({marks})", emails)}
-    contact_ids: dict[str, int] = dict(
-        conn.execute(f"SELECT email, id FROM contacts WHERE email IN ({marks})", emails).fetchall()
-    )
+    bounced: set[str] = set()  # addresses that bounced hard: on the account's bounce list
+    contact_ids: dict[str, int] = {}
+    for email, contact_id, bounced_hard in conn.execute(
+        f"SELECT email, id, bounced_hard FROM contacts WHERE email IN ({marks})", emails
+    ):
+        contact_ids[email] = contact_id
+        if bounced_hard:
+            bounced.add(email)
     known = list(contact_ids.values())
     known_marks = ",".join("?" * len(known))
     unsubscribed = {
@@ -252,7 +257,9 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
         contact_id = contact_ids.get(email)
         subscribe = _list_ids(contact, "subscribe")
         opted_out = [list_id for list_id in subscribe if (contact_id, list_id) in unsubscribed]
-        reason = _failure_reason(contact, email, email in excluded, opted_out)
+        reason = _failure_reason(contact, email, email in excluded, opted_out) or (
+            "address is on the bounce list (it bounced hard)" if email in bounced else None
+        )
         if reason is not None:
             failure.append(contact["email"])
             reasons[contact["email"]] = reason

@@ -4,19 +4,18 @@ Setting a membership (POST /contactLists) is in memberships_api."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from ac_pipeline.sandbox.contact_input import contact_input
-from ac_pipeline.sandbox.emails import normalize
+from ac_pipeline.sandbox.contacts_query import CONTACT_PARAMS, contacts_query, includes
+from ac_pipeline.sandbox.query import api_route
 from ac_pipeline.sandbox.responses import (
     ApiError,
     answer,
-    bad_request,
     base_url,
     int_param,
     not_found,
@@ -25,13 +24,11 @@ from ac_pipeline.sandbox.responses import (
     unprocessable,
     wrapped,
 )
-from ac_pipeline.sandbox.shapes import contact_json, contact_list_json, field_value_json
+from ac_pipeline.sandbox.shapes import contact_json, contact_list_json, contact_tag_json, field_value_json
 from ac_pipeline.sandbox.store import DuplicateEmail, Row, Store
 
 # Side-loads GET /contacts/{id} answers with; the sandbox models contactLists and fieldValues only.
 UNMODELLED_SIDELOADS = ("contactAutomations", "deals", "geoAddresses", "geoIps")
-# What `include=` of GET /contacts can side-load in the sandbox; other names are ignored.
-SIDELOAD_CONTACT_LISTS = "contactLists"
 
 
 def duplicate_email() -> ApiError:
@@ -43,7 +40,8 @@ def with_field_values(store: Store, contact: Row, pairs: list[tuple[int, str]], 
     for field_id, value in pairs:
         store.set_field_value(contact["id"], field_id, value)
     values = [field_value_json(row, base) for row in store.field_values_of(contact["id"])]
-    return {"fieldValues": values, "contact": contact_json(contact, base)}
+    # The create, sync and update answers show `organization` as a string ("" for none), the GETs as null.
+    return {"fieldValues": values, "contact": {**contact_json(contact, base), "organization": ""}}
 
 
 def path_id(request: Request) -> int:
@@ -60,34 +58,6 @@ def existing_contact(store: Store, contact_id: int) -> Row:
     return row
 
 
-def contacts_query(params: QueryParams) -> tuple[str, list[object]]:
-    """The SELECT of GET /contacts for its filters, without ORDER BY."""
-    listid, status = int_param(params, "listid"), int_param(params, "status")
-    id_greater = int_param(params, "id_greater")
-    sql = "SELECT c.* FROM contacts c"
-    args: list[object] = []
-    if listid is not None:
-        # `status` here is the list status (1 active, 2 unsubscribed): members of a list, as clients use it.
-        sql += " JOIN memberships m ON m.contact_id = c.id AND m.list_id = ?"
-        args.append(listid)
-        if status is not None:
-            sql += " AND m.status = ?"
-            args.append(status)
-    conditions = []
-    if params.get("email"):
-        conditions.append("c.email = ?")
-        args.append(normalize(params["email"]))
-    if params.get("email_like"):
-        conditions.append("c.email LIKE ?")
-        args.append(f"%{params['email_like'].lower()}%")
-    if id_greater is not None:
-        conditions.append("c.id > ?")
-        args.append(id_greater)
-    if conditions:
-        sql += " WHERE " + " AND ".join(conditions)
-    return sql, args
-
-
 def side_load_contact_lists(
     contacts: list[dict[str, Any]], rows: list[Row], memberships: list[Row], base: str
 ) -> list[dict[str, Any]]:
@@ -102,39 +72,64 @@ def side_load_contact_lists(
     return [contact_list_json(m, contact_rows[m["contact_id"]], base, status_as_int=False) for m in memberships]
 
 
+def side_load(
+    contacts: list[dict[str, Any]],
+    name: str,
+    records: list[Row],
+    to_json: Callable[[Row, str], dict[str, Any]],
+    base: str,
+) -> list[dict[str, Any]]:
+    """Each contact gets `name`, the ids of its records; the full records go alongside at the top level."""
+    ids_of: dict[str, list[str]] = {}
+    for record in records:
+        ids_of.setdefault(str(record["contact_id"]), []).append(str(record["id"]))
+    for contact in contacts:
+        contact[name] = ids_of.get(contact["id"], [])
+    return [to_json(record, base) for record in records]
+
+
+SIDELOAD_ROWS: dict[str, Callable[[Store, list[int]], list[Row]]] = {
+    "contactLists": Store.memberships_of,
+    "contactTags": lambda store, ids: store.rows_of_contacts("contact_tags", ids),
+    "fieldValues": lambda store, ids: store.rows_of_contacts("field_values", ids),
+}
+
+
 async def list_contacts(request: Request) -> JSONResponse:
-    """Filters `email`, `email_like`, `listid` + `status`, `id_greater`, `orders[id]`; `include=contactLists`."""
+    """Every documented filter and order (contacts_query); `include=` contactLists, contactTags, fieldValues."""
     store = state_of(request).store
     params = request.query_params
     limit, offset = page_params(params)
-    sql, args = contacts_query(params)
-    order = params.get("orders[id]", "ASC").upper()
-    if order not in ("ASC", "DESC"):
-        raise bad_request(f"orders[id] must be ASC or DESC, got {params['orders[id]']!r}.")
-    include = SIDELOAD_CONTACT_LISTS in params.get("include", "").split(",")
-    with store.lock:  # the page and its side-load read the same state
-        rows, total = store.page(f"{sql} ORDER BY c.id {order}", args, limit, offset)
-        memberships = store.memberships_of([row["id"] for row in rows]) if include else []
+    sql, args, order = contacts_query(params)
+    sideloads = includes(params)
+    with store.lock:  # the page and its side-loads read the same state
+        rows, total = store.page(f"{sql} ORDER BY {order}", args, limit, offset)
+        ids = [row["id"] for row in rows]
+        loaded = {name: SIDELOAD_ROWS[name](store, ids) for name in sideloads}
     base = base_url(request)
     status = int_param(params, "status")
     page_input = {
-        "segmentid": 0,
-        "formid": 0,
+        "segmentid": int_param(params, "segmentid") or 0,
+        "formid": int_param(params, "formid") or 0,
         "listid": int_param(params, "listid") or 0,
-        "tagid": 0,
+        "tagid": int_param(params, "tagid") or 0,
         "limit": limit,
         "offset": offset,
-        "search": None,
+        "search": params.get("search"),
         "sort": None,
-        "seriesid": 0,
-        "waitid": 0,
+        "seriesid": int_param(params, "seriesid") or 0,
+        "waitid": int_param(params, "waitid") or 0,
         "status": -1 if status is None else status,
-        "forceQuery": 0,
+        "forceQuery": int_param(params, "forceQuery") or 0,
         "cacheid": "",
     }
     body: dict[str, Any] = {"scoreValues": [], "contacts": [contact_json(row, base) for row in rows]}
-    if include:
-        body["contactLists"] = side_load_contact_lists(body["contacts"], rows, memberships, base)
+    if "contactLists" in loaded:
+        body["contactLists"] = side_load_contact_lists(body["contacts"], rows, loaded["contactLists"], base)
+    if "contactTags" in loaded:
+        body["contactTags"] = side_load(body["contacts"], "contactTags", loaded["contactTags"], contact_tag_json, base)
+    if "fieldValues" in loaded:
+        body["fieldValues"] = side_load(body["contacts"], "fieldValues", loaded["fieldValues"], field_value_json, base)
     return answer({**body, "meta": {"total": str(total), "page_input": page_input}})
 
 
@@ -150,22 +145,25 @@ async def create_contact(request: Request) -> JSONResponse:
 
 
 async def sync_contact(request: Request) -> JSONResponse:
-    """Create or update by email. 201 when created, 200 when updated."""
+    """Create or update by email. 201 either way: the published description declares 201 (and 400) only, and the
+    sandbox follows it (docs/sandbox.md, "contact/sync")."""
     store = state_of(request).store
     values, pairs = contact_input(await wrapped(request, "contact"), store, email_required=True)
     with store.lock:
         existing = store.contact_by_email(values["email"])
         if existing is None:
             email = values.pop("email")
-            contact, status = store.create_contact(email, values), 201
+            contact = store.create_contact(email, values)
         else:
             updated = store.update_contact(existing["id"], values)
             assert updated is not None
-            contact, status = updated, 200
-        return answer(with_field_values(store, contact, pairs, base_url(request)), status)
+            contact = updated
+        return answer(with_field_values(store, contact, pairs, base_url(request)), 201)
 
 
 async def get_contact(request: Request) -> JSONResponse:
+    """The contact with the ids of its memberships, field values (side-loaded in full) and, as empty arrays, the
+    relationships the sandbox does not model; `organization` null, as the published example shows."""
     store = state_of(request).store
     base = base_url(request)
     contact = existing_contact(store, path_id(request))
@@ -175,6 +173,9 @@ async def get_contact(request: Request) -> JSONResponse:
     shown = contact_json(contact, base)
     contact_lists = side_load_contact_lists([shown], [contact], memberships, base)
     shown["fieldValues"] = [str(row["id"]) for row in values]
+    for name in UNMODELLED_SIDELOADS:
+        shown[name] = []
+    shown["accountContacts"] = []
     return answer(
         {
             **{name: [] for name in UNMODELLED_SIDELOADS},
@@ -222,12 +223,12 @@ async def field_values_of(request: Request) -> JSONResponse:
 
 
 routes = [
-    Route("/api/3/contacts", list_contacts, methods=["GET"]),
-    Route("/api/3/contacts", create_contact, methods=["POST"]),
-    Route("/api/3/contact/sync", sync_contact, methods=["POST"]),
-    Route("/api/3/contacts/{id}", get_contact, methods=["GET"]),
-    Route("/api/3/contacts/{id}", update_contact, methods=["PUT"]),
-    Route("/api/3/contacts/{id}", delete_contact, methods=["DELETE"]),
-    Route("/api/3/contacts/{id}/contactLists", contact_lists_of, methods=["GET"]),
-    Route("/api/3/contacts/{id}/fieldValues", field_values_of, methods=["GET"]),
+    api_route("/api/3/contacts", list_contacts, "GET", CONTACT_PARAMS),
+    api_route("/api/3/contacts", create_contact, "POST"),
+    api_route("/api/3/contact/sync", sync_contact, "POST"),
+    api_route("/api/3/contacts/{id}", get_contact, "GET"),
+    api_route("/api/3/contacts/{id}", update_contact, "PUT"),
+    api_route("/api/3/contacts/{id}", delete_contact, "DELETE"),
+    api_route("/api/3/contacts/{id}/contactLists", contact_lists_of, "GET"),
+    api_route("/api/3/contacts/{id}/fieldValues", field_values_of, "GET"),
 ]

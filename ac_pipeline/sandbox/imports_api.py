@@ -6,9 +6,9 @@ import json
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from ac_pipeline.sandbox.bulk import MAX_BODY_BYTES, VALIDATION_MESSAGE, Failure, body_too_big, validation_failures
+from ac_pipeline.sandbox.query import api_route
 from ac_pipeline.sandbox.responses import answer, state_of
 
 MULTI_LIMIT_REASON = (
@@ -69,7 +69,7 @@ async def import_info(request: Request) -> JSONResponse:
 
 
 routes = [
-    Route("/api/3/import/bulk_import", bulk_import, methods=["POST"]),
-    Route("/api/3/import/bulk_import", bulk_import_summary, methods=["GET"]),
-    Route("/api/3/import/info", import_info, methods=["GET"]),
+    api_route("/api/3/import/bulk_import", bulk_import, "POST"),
+    api_route("/api/3/import/bulk_import", bulk_import_summary, "GET"),
+    api_route("/api/3/import/info", import_info, "GET", ("batchId",)),
 ]

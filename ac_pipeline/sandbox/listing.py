@@ -32,12 +32,14 @@ def collection(
     to_json: Callable[[Any, str], dict[str, Any]],
     where: Filter = NO_FILTER,
     extra: dict[str, Any] | None = None,
+    order: Filter = ("id", ()),
 ) -> JSONResponse:
-    """A page (`limit`, `offset`) of `table` in id order with `meta.total`; `extra` adds the empty side-loads
-    some collections answer with."""
+    """A page (`limit`, `offset`) of `table` with `meta.total`, in id order unless `order` (an ORDER BY and its
+    arguments) says otherwise; `extra` adds the empty side-loads some collections answer with."""
     limit, offset = page_params(request.query_params)
     condition, args = where
     sql = f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else "")
-    rows, total = state_of(request).store.page(f"{sql} ORDER BY id", args, limit, offset)
+    order_sql, order_args = order
+    rows, total = state_of(request).store.page(f"{sql} ORDER BY {order_sql}", [*args, *order_args], limit, offset)
     base = base_url(request)
     return answer({**(extra or {}), plural: [to_json(row, base) for row in rows], "meta": {"total": str(total)}})

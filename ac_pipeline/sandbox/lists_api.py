@@ -1,31 +1,49 @@
-"""Endpoints for lists, the user groups (`groups`) and the grants of lists to groups (`listGroups`)."""
+"""Endpoints for lists. User groups and the grants of lists to them are in groups_api."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from ac_pipeline.sandbox.listing import collection, contains
-from ac_pipeline.sandbox.responses import (
-    answer,
-    base_url,
-    not_found,
-    required_id,
-    state_of,
-    unprocessable,
-    wrapped,
+from ac_pipeline.sandbox.listing import collection
+from ac_pipeline.sandbox.query import (
+    PAGING,
+    Filter,
+    api_route,
+    direction,
+    text_filter,
+    weight_order,
+    where,
+    with_operators,
 )
-from ac_pipeline.sandbox.shapes import created_group_json, group_json, list_group_json, list_json
+from ac_pipeline.sandbox.responses import ApiError, answer, base_url, not_found, state_of, unprocessable, wrapped
+from ac_pipeline.sandbox.shapes import list_json
 from ac_pipeline.sandbox.store import now_iso
 from ac_pipeline.sandbox.values import text_of
 
 REQUIRED_LIST_ATTRIBUTES = ("name", "stringid", "sender_url", "sender_reminder")
 
 
+LIST_PARAMS = (*with_operators("name"), "orders[name]", *PAGING)
+# Lists deleted with their list: memberships (as the real API does) and the grants to user groups.
+LIST_DEPENDENTS = (("memberships", "list_id"), ("list_groups", "list_id"))
+
+
 async def list_lists(request: Request) -> JSONResponse:
-    """`filters[name]` matches part of the name, ignoring case: clients pick the exact match themselves."""
-    return collection(request, "lists", "lists", list_json, contains("name", request.query_params.get("filters[name]")))
+    """`filters[name]` matches part of the name, ignoring case (clients pick the exact match themselves);
+    `filters[name][<operator>]` compares with an operator; `orders[name]` is weight, asc or desc."""
+    params = request.query_params
+    filters = text_filter(params, "name", "name")
+    order: Filter = ("id", [])
+    if "orders[name]" in params:
+        how = direction(params, "orders[name]", ("weight", "asc", "desc"))
+        if how == "weight":
+            texts = [params[key] for key in with_operators("name") if key in params]
+            weight, args = weight_order("name", texts[0] if texts else None)
+            order = (f"{weight}, id", args)
+        else:
+            order = (f"lower(name) {how.upper()}, id", [])
+    return collection(request, "lists", "lists", list_json, where(filters), order=order)
 
 
 async def create_list(request: Request) -> JSONResponse:
@@ -58,52 +76,18 @@ async def get_list(request: Request) -> JSONResponse:
     return answer({"list": list_json(row, base_url(request))})
 
 
-async def list_groups(request: Request) -> JSONResponse:
-    return collection(request, "groups", "user_groups", group_json)
-
-
-async def create_group(request: Request) -> JSONResponse:
-    store = state_of(request).store
-    data = await wrapped(request, "group")
-    title = text_of(data.get("title"))
-    if not title:
-        raise unprocessable("The group title was not provided.", "field_missing", "title")
-    cursor = store.execute(
-        "INSERT INTO user_groups (title, descript, cdate) VALUES (?, ?, ?)",
-        (title, text_of(data.get("descript")) or "", now_iso()),
-    )
-    row = store.one("SELECT * FROM user_groups WHERE id = ?", (cursor.lastrowid,))
-    assert row is not None
-    return answer({"group": created_group_json(row, base_url(request))})
-
-
-async def list_list_groups(request: Request) -> JSONResponse:
-    return collection(request, "listGroups", "list_groups", list_group_json)
-
-
-async def create_list_group(request: Request) -> JSONResponse:
-    """Grant a list to a user group: the list becomes visible in the app to that group's users."""
-    store = state_of(request).store
-    data = await wrapped(request, "listGroup")
-    list_id = required_id(data, "listid", "listGroup")
-    group_id = required_id(data, "groupid", "listGroup")
-    with store.lock:
-        if store.list_row(list_id) is None:
-            raise not_found("List", list_id)
-        if store.one("SELECT 1 FROM user_groups WHERE id = ?", (group_id,)) is None:
-            raise not_found("Group", group_id)
-        store.execute("INSERT OR IGNORE INTO list_groups (list_id, group_id) VALUES (?, ?)", (list_id, group_id))
-        row = store.one("SELECT * FROM list_groups WHERE list_id = ? AND group_id = ?", (list_id, group_id))
-    assert row is not None
-    return answer({"listGroup": list_group_json(row, base_url(request))}, 201)
+async def delete_list(request: Request) -> JSONResponse:
+    """Delete a list with its memberships. A missing list: 403 with the real message (the published answer for
+    this operation names the entity `_List`)."""
+    list_id = request.path_params["id"]
+    if not (list_id.isdigit() and state_of(request).store.delete_with("lists", int(list_id), LIST_DEPENDENTS)):
+        raise ApiError(403, {"message": f"No Result found for _List with id {list_id}"})
+    return answer({})
 
 
 routes = [
-    Route("/api/3/lists", list_lists, methods=["GET"]),
-    Route("/api/3/lists", create_list, methods=["POST"]),
-    Route("/api/3/lists/{id}", get_list, methods=["GET"]),
-    Route("/api/3/groups", list_groups, methods=["GET"]),
-    Route("/api/3/groups", create_group, methods=["POST"]),
-    Route("/api/3/listGroups", list_list_groups, methods=["GET"]),
-    Route("/api/3/listGroups", create_list_group, methods=["POST"]),
+    api_route("/api/3/lists", list_lists, "GET", LIST_PARAMS),
+    api_route("/api/3/lists", create_list, "POST"),
+    api_route("/api/3/lists/{id}", get_list, "GET"),
+    api_route("/api/3/lists/{id}", delete_list, "DELETE"),
 ]

@@ -16,6 +16,7 @@ BY_CONTACT = "contact"  # the person, through a campaign email's unsubscribe lin
 BY_API = "api"  # POST /contactLists status 2
 BY_IMPORT = "import"  # bulk import `unsubscribe`
 BY_AUTOMATION = "automation"  # an automation's "unsubscribe from list" action
+BY_USER = "user"  # a user of the account, by hand in the app (the contact's page or the list)
 
 
 def ip4_number(address: str) -> int:
@@ -50,11 +51,12 @@ class Unsubscribe:
 SUBSCRIBED = Unsubscribe(by="")
 API_UNSUBSCRIBE = Unsubscribe(BY_API)
 IMPORT_UNSUBSCRIBE = Unsubscribe(BY_IMPORT)
+USER_UNSUBSCRIBE = Unsubscribe(BY_USER)
 
 # Set a contact's status on a list with how it was unsubscribed (above). Status 1 clears the
 # unsubscribe columns (membership_params leaves them empty) and records how the subscription was made
-# (`sourceid`), which an unsubscribe leaves alone. An integration (API, import) unsubscribing someone already
-# unsubscribed changes nothing: the first unsubscribe, and its provenance, stand.
+# (`sourceid`), which an unsubscribe leaves alone. An integration (API, import) or a user unsubscribing someone
+# already unsubscribed changes nothing: the first unsubscribe, and its provenance, stand.
 MEMBERSHIP_UPSERT = (
     "INSERT INTO memberships (contact_id, list_id, status, unsubscribed_by, unsubreason, campaign_id, message_id,"
     " ip4_unsub, automation_id, sourceid, sdate, udate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -63,7 +65,7 @@ MEMBERSHIP_UPSERT = (
     " campaign_id = excluded.campaign_id, message_id = excluded.message_id, ip4_unsub = excluded.ip4_unsub,"
     " automation_id = excluded.automation_id,"
     " sourceid = CASE WHEN excluded.status = 1 THEN excluded.sourceid ELSE memberships.sourceid END"
-    " WHERE NOT (memberships.status = 2 AND excluded.status = 2 AND excluded.unsubscribed_by IN ('api', 'import'))"
+    " WHERE NOT (memberships.status = 2 AND excluded.status = 2 AND excluded.unsubscribed_by IN ('api', 'import', 'user'))"
 )
 
 

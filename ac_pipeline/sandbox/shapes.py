@@ -111,9 +111,9 @@ def contact_json(row: Row, base: str) -> dict[str, Any]:
         "lastName": row["last_name"],
         "orgid": "0",
         "segmentio_id": "",
-        "bounced_hard": "0",
-        "bounced_soft": "0",
-        "bounced_date": "0000-00-00",
+        "bounced_hard": str(row["bounced_hard"]),
+        "bounced_soft": str(row["bounced_soft"]),
+        "bounced_date": row["bounced_date"] or "0000-00-00",
         "ip": "0",
         "ua": "",
         "hash": hashlib.md5(row["email"].encode()).hexdigest(),
@@ -134,6 +134,7 @@ def contact_json(row: Row, base: str) -> dict[str, Any]:
         "scoreValues": [],
         "links": links(base, "contacts", row["id"], CONTACT_LINKS),
         "id": str(row["id"]),
+        "organization": None,  # organizations (accounts) are not modelled: null, as for a contact without one
     }
 
 
@@ -233,6 +234,12 @@ def list_json(row: Row, base: str) -> dict[str, Any]:
         "optoutconf": "0",
         "deletestamp": None,
         "udate": row["cdate"],
+        # A list's own record never changes in the sandbox (there is no list update), so it was last updated
+        # when created; memberships are not part of it.
+        "created_timestamp": utc_stamp(row["cdate"]),
+        "updated_timestamp": utc_stamp(row["cdate"]),
+        "created_by": None,
+        "updated_by": None,
         "links": links(base, "lists", row["id"], ("contactGoalLists", "user", "addressLists")),
         "id": str(row["id"]),
         "user": "1",

@@ -135,6 +135,12 @@ ADDED_MEMBERSHIP_COLUMNS = {
     "automation_id": "INTEGER",
     "sourceid": "INTEGER NOT NULL DEFAULT 0",
 }
+# Contact columns added later: how the contact bounced (shown as bounced_hard, bounced_soft, bounced_date).
+ADDED_CONTACT_COLUMNS = {
+    "bounced_hard": "INTEGER NOT NULL DEFAULT 0",
+    "bounced_soft": "INTEGER NOT NULL DEFAULT 0",
+    "bounced_date": "TEXT",
+}
 
 
 def now_iso() -> str:
@@ -164,10 +170,11 @@ class Store:
         self._seed()
 
     def _migrate(self) -> None:
-        present = {row["name"] for row in self.all("PRAGMA table_info(memberships)")}
-        for column, declaration in ADDED_MEMBERSHIP_COLUMNS.items():
-            if column not in present:
-                self.execute(f"ALTER TABLE memberships ADD COLUMN {column} {declaration}")
+        for table, added in (("memberships", ADDED_MEMBERSHIP_COLUMNS), ("contacts", ADDED_CONTACT_COLUMNS)):
+            present = {row["name"] for row in self.all(f"PRAGMA table_info({table})")}
+            for column, declaration in added.items():
+                if column not in present:
+                    self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def _seed(self) -> None:
         # The account's own id: made once when the state is created, kept in it, so a restart on the same file
@@ -284,6 +291,21 @@ class Store:
             for table in ("memberships", "contact_tags", "field_values"):
                 conn.execute(f"DELETE FROM {table} WHERE contact_id = ?", (contact_id,))
             return True
+
+    def delete_with(self, table: str, item_id: int, dependents: Sequence[tuple[str, str]] = ()) -> bool:
+        """Delete one row and, in the same transaction, the rows of `dependents` ((table, column) pairs) that
+        refer to it: a list's memberships, a tag's contactTags, a field's values. False if there was no row."""
+        with self.transaction() as conn:
+            if conn.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,)).rowcount == 0:
+                return False
+            for dependent, column in dependents:
+                conn.execute(f"DELETE FROM {dependent} WHERE {column} = ?", (item_id,))
+            return True
+
+    def rows_of_contacts(self, table: str, contact_ids: Sequence[int]) -> list[Row]:
+        """Every row of `table` (contact_tags, field_values) for these contacts, in id order."""
+        marks = ",".join("?" * len(contact_ids))
+        return self.all(f"SELECT * FROM {table} WHERE contact_id IN ({marks}) ORDER BY id", contact_ids)
 
     # Lists, memberships, groups -------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ def test_groups_start_with_admin_and_lists_become_visible_through_list_groups(sa
     granted = api.post("/listGroups", json={"listGroup": {"listid": int(list_id), "groupid": 1}})
     assert granted.status_code == 201
     assert (granted.json()["listGroup"]["list"], granted.json()["listGroup"]["group"]) == (int(list_id), 1)
-    api.post("/listGroups", json={"listGroup": {"listid": list_id, "groupid": marketing}})
+    api.post("/listGroups", json={"listGroup": {"listid": int(list_id), "groupid": int(marketing)}})
     info = sandbox.admin.list_info("newsletter")
     assert info["visible"] is True
     assert info["groups"] == [{"id": "1", "title": "Admin"}, {"id": marketing, "title": "Marketing"}]

@@ -16,7 +16,7 @@ def test_state_survives_a_restart(make_sandbox: MakeSandbox, tmp_path: Path) -> 
         list_id = api.make_list()
         ada = api.make_contact("ada@example.com", firstName="Ada")
         api.subscribe(ada, list_id)
-        api.post("/listGroups", json={"listGroup": {"listid": list_id, "groupid": 1}})
+        api.post("/listGroups", json={"listGroup": {"listid": int(list_id), "groupid": 1}})
         api.make_contact("bob@example.com")
         first.admin.unsubscribe("bob@example.com", list_id)
         first.admin.exclude(["no@example.com"])
