@@ -137,7 +137,7 @@ def main() -> int:
                         "first_name": "Bench",
                         "last_name": f"{i}",
                         "tags": ["bench"],
-                        "fields": [{"id": field_id, "value": "gold"}],
+                        "fields": [{"id": int(field_id), "value": "gold"}],
                         "subscribe": [{"listid": list_id}],
                     }
                     for i in range(BATCH)

@@ -267,7 +267,8 @@ class ActiveCampaignClient:
         return self.request("POST", "contact/sync", json={"contact": contact})["contact"]
 
     def add_contact_tag(self, contact_id: int | str, tag_id: int | str) -> dict[str, Any]:
-        contact_tag = {"contact": str(_id(contact_id)), "tag": str(_id(tag_id))}
+        # The types of the published request schema: integers here (its example's strings are taken too).
+        contact_tag = {"contact": int(_id(contact_id)), "tag": int(_id(tag_id))}
         return self.request("POST", "contactTags", json={"contactTag": contact_tag})["contactTag"]
 
     # -- list memberships (contactLists) ---------------------------------------------------------------
@@ -281,7 +282,8 @@ class ActiveCampaignClient:
         """
         if status not in (1, 2):
             raise ValueError(f"status must be 1 (subscribe) or 2 (unsubscribe), got {status!r}")
-        contact_list = {"list": int(_id(list_id)), "contact": int(_id(contact_id)), "status": status}
+        # The types of the published request schema: strings here (its example's integers are taken too).
+        contact_list = {"list": _id(list_id), "contact": _id(contact_id), "status": str(status)}
         answer = self.request("POST", "contactLists", json={"contactList": contact_list})
         record = answer.get("contactList")
         if not isinstance(record, dict):

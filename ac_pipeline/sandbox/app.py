@@ -21,6 +21,7 @@ from ac_pipeline.sandbox import (
     tags_api,
 )
 from ac_pipeline.sandbox.gate import ApiGate
+from ac_pipeline.sandbox.request_checks import RequestChecks
 from ac_pipeline.sandbox.responses import ApiError
 from ac_pipeline.sandbox.state import SandboxState
 
@@ -56,4 +57,4 @@ def build_app(state: SandboxState) -> ASGIApp:
         routes=[*api_routes, *fallback, *admin_edits.routes, *admin.routes], exception_handlers={ApiError: api_error}
     )
     app.state.sandbox = state
-    return ApiGate(app, state, api_routes)
+    return ApiGate(RequestChecks(app, api_routes), state, api_routes)

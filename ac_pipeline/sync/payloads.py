@@ -51,6 +51,12 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _field_id(field_id: str) -> int | str:
+    """A custom field's id as bulk import takes it: an integer (its request schema, its example and the API
+    reference agree), though answers give ids as strings. A dry run's placeholder stays as it is."""
+    return int(field_id) if field_id.isdigit() else field_id
+
+
 def bulk_contact(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
     """One contact of a bulk import (snake_case, unlike /contacts). Only mapped fields are sent, so
     fields the audience does not own are left as they are in ActiveCampaign."""
@@ -61,7 +67,8 @@ def bulk_contact(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
         contact[name] = _text(row.get(name))
     if shape.field_ids:
         contact["fields"] = [
-            {"id": fid, "value": _text(row.get(field_column(title)))} for title, fid in shape.field_ids.items()
+            {"id": _field_id(fid), "value": _text(row.get(field_column(title)))}
+            for title, fid in shape.field_ids.items()
         ]
     if shape.tags:
         contact["tags"] = list(shape.tags)

@@ -376,7 +376,8 @@ def test_set_list_status_returns_the_contact_list_record() -> None:
         assert client.set_list_status("3", 7, 2) == stored
         with pytest.raises(ActiveCampaignError, match="without the contactList record"):
             client.set_list_status(3, 7, 2)
-    assert json.loads(seen[0].content) == {"contactList": {"list": 7, "contact": 3, "status": 2}}
+    # The published request schema's types: strings.
+    assert json.loads(seen[0].content) == {"contactList": {"list": "7", "contact": "3", "status": "2"}}
 
 
 def test_public_names_stay_importable_from_client_and_package() -> None:
