@@ -24,7 +24,7 @@ CONTACT_ORDERS = {
     "first_name": "lower(c.first_name)",
     "last_name": "lower(c.last_name)",
     "name": "lower(c.first_name || ' ' || c.last_name)",
-    "score": "0",  # no contact has a score: every one ranks the same (then by id)
+    "score": "NULL",  # no contact has a score: every one ranks the same (then by id)
 }
 CONTACT_PARAMS = (
     "ids",

@@ -121,7 +121,7 @@ def weight_order(column: str, text: str | None) -> tuple[str, list[str]]:
     """`orders[...]=weight`: exact matches of the filter text first, then those starting with it, then the rest
     (each group in id order). Without a filter text every row weighs the same."""
     if not text:
-        return "0", []
+        return "NULL", []
     lowered = text.lower()
     return (
         f"CASE WHEN lower({column}) = ? THEN 0 WHEN substr(lower({column}), 1, {len(lowered)}) = ? THEN 1 ELSE 2 END",
