@@ -52,7 +52,7 @@ def test_groups_start_with_admin_and_lists_become_visible_through_list_groups(sa
     assert api.get("/listGroups").json()["meta"]["total"] == "2"
 
     assert api.post("/listGroups", json={"listGroup": {"listid": 999, "groupid": 1}}).status_code == 404
-    assert api.post("/listGroups", json={"listGroup": {"listid": list_id, "groupid": 999}}).status_code == 404
+    assert api.post("/listGroups", json={"listGroup": {"listid": int(list_id), "groupid": 999}}).status_code == 404
     assert api.post("/listGroups", json={"listGroup": {"listid": list_id}}).status_code == 422
 
 
