@@ -89,14 +89,14 @@ class Node:
     items: Node | None = None
 
 
-# The test each leaf kind passes, as an expression of `v`.
+# The test each leaf kind passes, as an expression of the value `{v}`.
 LEAF_TESTS = {
-    "string": "type(v) is str",
-    "integer": "type(v) is int",
-    "number": "type(v) is int or type(v) is float",
-    "boolean": "type(v) is bool",
-    "id": "type(v) is int or (type(v) is str and v.isdigit() and v.isascii())",
-    "flag": "type(v) is bool or (type(v) in (int, str) and v in (0, 1, '0', '1'))",
+    "string": "type({v}) is str",
+    "integer": "type({v}) is int",
+    "number": "type({v}) is int or type({v}) is float",
+    "boolean": "type({v}) is bool",
+    "id": "type({v}) is int or (type({v}) is str and {v}.isdigit() and {v}.isascii())",
+    "flag": "type({v}) is bool or (type({v}) in (int, str) and {v} in (0, 1, '0', '1'))",
 }
 
 
@@ -135,7 +135,9 @@ def schema_node(schema: Any, examples: list[Any], where: tuple[str, ...] = ()) -
 
 
 def _code(node: Node, var: str, path: list[str], lines: list[str], depth: int) -> None:
-    """Lines that return a Problem when the value in `var` (at `path`, a list of Python expressions) fails."""
+    """Lines that return a Problem when the value in `var` (at `path`, a list of Python expressions) fails.
+
+    Arrays loop over their items without counting: an item's index is looked up (by identity) only on failure."""
     pad = "    " * (depth + 1)
     here = "(" + "".join(f"{part}, " for part in path) + ")"
     if node.kind == "object":
@@ -146,17 +148,29 @@ def _code(node: Node, var: str, path: list[str], lines: list[str], depth: int) -
         for name, sub in node.properties:
             child = f"v{depth}_{len(lines)}"
             lines.append(f"{pad}{child} = {var}.get({name!r}, MISSING)")
-            lines.append(f"{pad}if {child} is not MISSING:")
-            _code(sub, child, [*path, repr(name)], lines, depth + 1)
+            if sub.kind in LEAF_TESTS:
+                at = "(" + "".join(f"{part}, " for part in [*path, repr(name)]) + ")"
+                test = LEAF_TESTS[sub.kind].format(v=child)
+                lines.append(
+                    f"{pad}if {child} is not MISSING and not ({test}): return ({at}, {WHAT[sub.kind]!r}, {child})"
+                )
+            else:
+                lines.append(f"{pad}if {child} is not MISSING:")
+                _code(sub, child, [*path, repr(name)], lines, depth + 1)
     elif node.kind == "array":
         lines.append(f"{pad}if type({var}) is not list: return ({here}, {WHAT['array']!r}, {var})")
         if node.items is not None:
-            index, item = f"i{depth}_{len(lines)}", f"v{depth}_{len(lines)}"
-            lines.append(f"{pad}for {index}, {item} in enumerate({var}):")
-            _code(node.items, item, [*path, index], lines, depth + 1)
+            item = f"v{depth}_{len(lines)}"
+            lines.append(f"{pad}for {item} in {var}:")
+            _code(node.items, item, [*path, f"index({var}, {item})"], lines, depth + 1)
     else:
-        lines.append(f"{pad}v = {var}")
-        lines.append(f"{pad}if not ({LEAF_TESTS[node.kind]}): return ({here}, {WHAT[node.kind]!r}, v)")
+        lines.append(
+            f"{pad}if not ({LEAF_TESTS[node.kind].format(v=var)}): return ({here}, {WHAT[node.kind]!r}, {var})"
+        )
+
+
+def _index(items: list[Any], item: Any) -> int:
+    return next(index for index, candidate in enumerate(items) if candidate is item)
 
 
 def compile_node(node: Node) -> Check:
@@ -164,7 +178,7 @@ def compile_node(node: Node) -> Check:
     lines = ["def check(body):"]
     _code(node, "body", [], lines, 0)
     lines.append("    return None")
-    namespace: dict[str, Any] = {"MISSING": _MISSING}
+    namespace: dict[str, Any] = {"MISSING": _MISSING, "index": _index}
     exec(compile("\n".join(lines), "<request schema>", "exec"), namespace)
     check: Check = namespace["check"]
     return check
