@@ -10,24 +10,44 @@ back Ctrl-C and SIGTERM until a step can take them, and a run waiting for a pool
 there; a worker can always be stopped from outside, so Ctrl-C and SIGTERM stop the demo within
 seconds. What a stopped or killed worker leaves behind (runs still marked as running, the pool slot
 they hold, the sandbox) is cleaned up here, and again by the next demo if this process was killed too.
+
+This module is the command and the supervisor; the worker is in `demo_worker.py`, and the clean-up of
+runs whose process is gone in `demo_runs.py`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ac_pipeline.demo_runs import HOST_TAG, PID_TAG, POOL, SOURCE_TAG, free_dead_runs
+from ac_pipeline.demo_worker import POOL_PATIENCE_SECONDS, QUIET, work
+
 if TYPE_CHECKING:
     import dagster as dg
+
+# The runs' clean-up and the worker live in their own modules (demo_runs, demo_worker); tests and
+# fixtures import these names from here.
+__all__ = [
+    "DAGSTER_YAML",
+    "GRACE_SECONDS",
+    "HOST_TAG",
+    "PID_TAG",
+    "POOL",
+    "POOL_PATIENCE_SECONDS",
+    "QUIET",
+    "SOURCE_TAG",
+    "WRITTEN_BY_THE_DEMO",
+    "add_parser",
+    "free_dead_runs",
+    "run",
+]
 
 DAGSTER_YAML = """\
 # Written by `ac-pipeline demo`. One ActiveCampaign push at a time per account: the pushes share the
@@ -48,17 +68,6 @@ telemetry:
 """
 WRITTEN_BY_THE_DEMO = DAGSTER_YAML.splitlines()[0]
 
-# The runs' step-by-step log stays in the run (dagster dev shows it); the terminal gets the summary.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-# The push's pool (ac_pipeline.defs.activecampaign.assets.POOL; not imported, to keep Dagster out of
-# the supervisor).
-POOL = "activecampaign"
-# Every demo run says who started it: the demo, which process and on which machine, so that a later
-# demo can tell a run that is still going from one whose process is gone.
-SOURCE_TAG, PID_TAG, HOST_TAG = "ac_pipeline/source", "ac_pipeline/pid", "ac_pipeline/host"
-# How long a push may wait for the pool before the demo says who holds it.
-POOL_PATIENCE_SECONDS = 5.0
 # How long a stopped worker gets to end its runs itself before it is killed.
 GRACE_SECONDS = 1.5
 
@@ -79,7 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _prepare_environment(args.speed)
-    return _work(args) if args.worker else _supervise(args)
+    return work(args) if args.worker else _supervise(args)
 
 
 def _prepare_environment(speed: float) -> None:
@@ -205,216 +214,3 @@ def _free_dead_runs_of(pid: int, instance: dg.DagsterInstance | None) -> list[st
         instance = dg.DagsterInstance.get()
     with instance:
         return free_dead_runs(instance, pid=pid)
-
-
-# --- runs whose process is gone ---------------------------------------------------------------------
-
-
-def _process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # somebody else's process, alive
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, IndexError):
-        return False  # no /proc to ask: alive, as far as we can tell
-    # A zombie is dead; a live process running something else took over a recycled pid.
-    return fields[0] == "Z" or b"demo" not in cmdline
-
-
-def _run_is_dead(run: dg.DagsterRun) -> bool:
-    pid = run.tags.get(PID_TAG)
-    if pid is None:
-        return True  # started by a demo older than the pid tag, which this checkout replaced
-    if run.tags.get(HOST_TAG, socket.gethostname()) != socket.gethostname():
-        return False  # another machine's process: no way to tell from here
-    return _process_gone(int(pid))
-
-
-def free_dead_runs(instance: dg.DagsterInstance, pid: int | None = None) -> list[str]:
-    """Mark failed the demo's runs whose process is gone (or only process `pid`'s), and free every pool
-    slot held by a run that has ended. Returns a line per run it cleaned up."""
-    import dagster as dg
-
-    tags = {SOURCE_TAG: "demo", **({PID_TAG: str(pid)} if pid is not None else {})}
-    unfinished = [
-        dg.DagsterRunStatus.NOT_STARTED,
-        dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.CANCELING,
-    ]
-    storage = instance.event_log_storage
-    lines = []
-    for run in instance.get_runs(dg.RunsFilter(tags=tags, statuses=unfinished)):
-        if not _run_is_dead(run):
-            continue
-        instance.report_run_failed(
-            run, f"The demo process that ran this run (pid {run.tags.get(PID_TAG, 'unknown')}) is gone."
-        )
-        storage.free_concurrency_slots_for_run(run.run_id)
-        lines.append(
-            f"cleaned up run {run.run_id} ({_partition(run)}): its process is gone; marked failed, pool slots freed"
-        )
-    # Slots still held by runs that ended: what run monitoring's free_slots_after_run_end_seconds does
-    # when the daemon runs. Another source's run gets the same delay the daemon would give it.
-    delay = float(instance.run_monitoring_settings.get("free_slots_after_run_end_seconds") or 30)
-    for run_id in storage.get_concurrency_run_ids():
-        record = instance.get_run_record_by_id(run_id)
-        if record is None or not record.dagster_run.is_finished:
-            continue
-        ours = record.dagster_run.tags.get(SOURCE_TAG) == "demo" and _run_is_dead(record.dagster_run)
-        if not ours and (record.end_time is None or time.time() - record.end_time < delay):
-            continue
-        if any(slot.run_id == run_id for slot in storage.get_concurrency_info(POOL).claimed_slots):
-            lines.append(
-                f"freed the {POOL} pool slot of run {run_id} ({_partition(record.dagster_run)}), "
-                f"which ended ({record.dagster_run.status.value}) without freeing it"
-            )
-        storage.free_concurrency_slots_for_run(run_id)
-    return lines
-
-
-def _partition(run: dg.DagsterRun) -> str:
-    return f"{run.job_name}, {run.tags.get('dagster/partition', 'no partition')}"
-
-
-# --- the worker -------------------------------------------------------------------------------------
-
-
-def _exit_with_the_supervisor() -> None:
-    """The supervisor keeps our stdin open while it lives: when it closes, the demo is over."""
-    # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader aborts the interpreter's exit.
-    with contextlib.suppress(OSError):
-        while os.read(0, 1024):
-            pass
-    print("the demo stopped: its worker stops too", file=sys.stderr, flush=True)
-    os._exit(1)
-
-
-def _wait_for_the_pool(instance: dg.DagsterInstance, audience: str) -> None:
-    """Wait here, quietly and cheaply, until the pool has a free slot; after a few seconds say which run
-    holds it and how to free it, and clean up the demo's own dead runs.
-
-    Dagster's own wait spins (at 100% of a core in the in-process executor) and says so only in a
-    DEBUG event every 5 minutes; a slot taken between this check and the run's claim costs that wait."""
-    import dagster as dg
-
-    storage = instance.event_log_storage
-    started = time.monotonic()
-    told: set[str] = set()
-    while True:
-        info = storage.get_concurrency_info(POOL)
-        if info.limit is None or len(info.claimed_slots) < info.limit:
-            return
-        if time.monotonic() - started >= POOL_PATIENCE_SECONDS:
-            for line in free_dead_runs(instance):
-                print(line, flush=True)
-            for run_id in sorted(info.active_run_ids - told):
-                told.add(run_id)
-                holder = instance.get_run_by_id(run_id)
-                what = (
-                    f"{_partition(holder)}, {holder.status.value}, started by "
-                    f"{'the demo, pid ' + holder.tags.get(PID_TAG, '?') if holder.tags.get(SOURCE_TAG) == 'demo' else 'something other than the demo'}"
-                    if holder
-                    else "a run this instance no longer has"
-                )
-                print(
-                    f"{audience}: waiting for the {POOL} pool ({info.limit} slot), held by run {run_id} ({what}).\n"
-                    f"  If that run is still pushing, {audience} starts when it ends. If its process is gone, mark it "
-                    f"failed and free its slot: in the Dagster UI (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev) "
-                    "open the run, Terminate it (force), then 'Free concurrency slots'; or stop this demo (Ctrl-C).",
-                    flush=True,
-                )
-                if holder is not None and holder.status == dg.DagsterRunStatus.FAILURE:
-                    print("  (it has failed already: run monitoring frees its slot within a minute)", flush=True)
-        time.sleep(0.5)
-
-
-def _metadata(result, asset: str) -> dict:
-    import dagster as dg
-
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey(asset):
-            return {k: v.value for k, v in event.materialization.metadata.items()}
-    return {}
-
-
-def _sync_all(defs, instance, label: str) -> bool:
-    job = defs.resolve_job_def("audience_sync")
-    keys = job.partitions_def.get_partition_keys()
-    print(f"\n{label}")
-    print(
-        f"{'audience':<20}{'members':>9}{'rejected':>9}{'adds':>8}{'updates':>8}{'removals':>9}{'requests':>9}{'seconds':>9}"
-    )
-    tags = {SOURCE_TAG: "demo", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    ok = True
-    for key in keys:
-        _wait_for_the_pool(instance, key)
-        result = job.execute_in_process(
-            partition_key=key, instance=instance, raise_on_error=False, tags=tags, run_config=QUIET
-        )
-        members, push = (_metadata(result, a) for a in ("audience_members", "activecampaign_sync"))
-        if not result.success:
-            ok = False
-            failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
-            error = failure.event_specific_data.error if failure is not None else None
-            reason = error.message.strip().splitlines()[0] if error is not None else "see the run"
-            print(f"{key:<20} FAILED: {reason}")
-            continue
-        print(
-            f"{key:<20}{members.get('members', 0):>9,}{members.get('rejected', 0):>9,}{push.get('adds', 0) + push.get('readds', 0):>8,}"
-            f"{push.get('updates', 0):>8,}{push.get('removals', 0):>9,}{push.get('requests', 0):>9,}{push.get('seconds', 0):>9.1f}",
-            flush=True,
-        )
-    return ok
-
-
-def _work(args: argparse.Namespace) -> int:
-    threading.Thread(target=_exit_with_the_supervisor, name="supervisor-watch", daemon=True).start()
-    try:
-        return _sync_twice(args)
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
-
-
-def _sync_twice(args: argparse.Namespace) -> int:
-    import dagster as dg
-
-    from ac_pipeline.customer360.generate import apply_sample_changes, generate
-    from ac_pipeline.definitions import build_definitions
-    from ac_pipeline.settings import paths
-
-    where = paths()
-    instance = dg.DagsterInstance.get()
-    for line in free_dead_runs(instance):
-        print(line, flush=True)
-    if not where.customer_360.exists():
-        started = time.perf_counter()
-        generate(where.customer_360, customers=args.customers)
-        print(
-            f"generated a sample customer 360 of {args.customers:,} customers in {time.perf_counter() - started:.1f} s: {where.customer_360}"
-        )
-    defs = build_definitions(where)
-    resource = dict(defs.resources or {})["activecampaign"]
-    if resource.uses_sandbox:
-        print(
-            f"destination: the built-in sandbox at speed {resource.sandbox_speed:g} (limits x {resource.sandbox_speed:g}); "
-            "set ACTIVECAMPAIGN_API_URL and ACTIVECAMPAIGN_API_KEY for a real account"
-        )
-    else:
-        print(f"destination: {resource.describe()}")
-    ok = _sync_all(defs, instance, "sync 1: every audience")
-    touched = apply_sample_changes(where.customer_360, seed=int(time.time()))
-    print(f"\nchanged the sample data a little: {', '.join(f'{k} {v:,}' for k, v in touched.items())}")
-    ok = _sync_all(defs, instance, "sync 2: only what changed") and ok
-    print(
-        f"\nruns are in {os.environ['DAGSTER_HOME']}; to browse them:\n"
-        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev",
-        flush=True,
-    )
-    return 0 if ok else 1

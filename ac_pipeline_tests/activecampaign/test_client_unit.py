@@ -1,6 +1,6 @@
 """Client behaviour the sandbox cannot pin down exactly, on scripted answers (httpx.MockTransport) and a fake clock.
 
-The end-to-end tests against the sandbox are in test_client_sandbox.py.
+The end-to-end tests against the sandbox are in test_client_sandbox_*.py.
 """
 
 from __future__ import annotations

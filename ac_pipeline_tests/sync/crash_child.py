@@ -1,4 +1,4 @@
-"""A sync run in a process of its own, for test_reliability's crash test to kill.
+"""A sync run in a process of its own, for the crash test of test_reliability_crashes.py to kill.
 
     python crash_child.py PARTITION [--die-in MODE]
 

@@ -1,0 +1,150 @@
+"""The shape of audiences.yaml: one pydantic model per section (source, audiences, their list, fields,
+exclusions and removal guard), and the error every check of the file raises.
+
+Each model checks what it can alone (a key that is a partition key, table and column names that are
+identifiers, an email mapping). Reading the file and the checks that span audiences or need SQL are in
+`config.py`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ac_pipeline.audiences.sql import check_identifier, check_table_name
+
+# A partition key: it appears in URLs, file names and the UI.
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+
+
+class AudienceConfigError(ValueError):
+    """audiences.yaml says something the pipeline cannot do; the message names the audience and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListTarget(_Strict):
+    """The ActiveCampaign list an audience becomes."""
+
+    name: str = Field(min_length=1)
+    # Create the list when no list of that name exists; otherwise a missing list is an error.
+    create: bool = False
+    # The user group the list is granted to (ActiveCampaign hides a list granted to no group).
+    group: str = "Admin"
+    sender_url: str = "https://example.com"
+    sender_reminder: str = "You are receiving this because you are a customer of ours."
+
+
+class FieldMapping(_Strict):
+    """Which customer 360 column (or SQL expression over it) fills each ActiveCampaign contact field."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    # ActiveCampaign custom field, by its title ("Lifetime value") or personalisation tag
+    # ("%LIFETIME_VALUE%"), -> column or expression.
+    custom: dict[str, str] = Field(default_factory=dict)
+    # Create a custom field (text) in ActiveCampaign when none has that title or tag; otherwise a
+    # missing field is an error to fix in ActiveCampaign.
+    create_missing: bool = False
+
+    def expressions(self) -> dict[str, str]:
+        """Output column name -> SQL expression, for the standard fields that are mapped."""
+        standard = {"first_name": self.first_name, "last_name": self.last_name, "phone": self.phone}
+        return {name: expr for name, expr in standard.items() if expr}
+
+
+class Exclusions(_Strict):
+    audiences: list[str] = Field(default_factory=list)
+    # A table in the customer 360 database with an `email` column (a do-not-contact list).
+    suppression_table: str | None = None
+    emails: list[str] = Field(default_factory=list)
+
+    @field_validator("suppression_table")
+    @classmethod
+    def _a_table_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_table_name(name)
+
+
+class RemovalGuard(_Strict):
+    """Stop a sync that would remove an unusual part of the list, until a person confirms."""
+
+    max_share: float = Field(default=0.20, ge=0, le=1)
+    max_count: int | None = Field(default=None, ge=0)
+    # Below this many synced members, shares swing too much to mean anything.
+    min_list_size: int = Field(default=20, ge=0)
+
+
+class Audience(_Strict):
+    key: str
+    description: str = ""
+    list: ListTarget
+    condition: str = Field(min_length=1)
+    exclude: Exclusions = Field(default_factory=Exclusions)
+    fields: FieldMapping
+    # `builtins.list`: the field `list` above hides the built-in inside this class.
+    tags: builtins.list[str] = Field(default_factory=builtins.list)
+    removal_guard: RemovalGuard = Field(default_factory=RemovalGuard)
+    # Imported contacts start automations unless excluded; most list syncs must not trigger them.
+    exclude_automations: bool = True
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_a_partition_key(cls, key: str) -> str:
+        if not KEY_PATTERN.match(key):
+            raise ValueError(
+                f"key {key!r} must be lower-case letters, digits, '_' or '-' (at most 63), e.g. 'vip_customers'"
+            )
+        return key
+
+    @model_validator(mode="after")
+    def _email_is_mapped(self) -> Audience:
+        if not self.fields.email:
+            raise ValueError("fields.email is required: name the customer 360 column that holds the email address")
+        return self
+
+
+class Source(_Strict):
+    """Where the customer rows are, and the columns that identify and date them."""
+
+    table: str = "customers"
+    id_column: str = "customer_id"
+    # When a row last changed: among rows sharing an email, the most recent one wins.
+    updated_column: str = "updated_at"
+
+    @field_validator("table")
+    @classmethod
+    def _a_table_name(cls, name: str) -> str:
+        return check_table_name(name)
+
+    @field_validator("id_column", "updated_column")
+    @classmethod
+    def _a_column_name(cls, name: str) -> str:
+        return check_identifier(name)
+
+
+class AudienceFile(_Strict):
+    source: Source = Field(default_factory=Source)
+    audiences: list[Audience]
+
+    @property
+    def by_key(self) -> dict[str, Audience]:
+        return {audience.key: audience for audience in self.audiences}
+
+    @property
+    def keys(self) -> list[str]:
+        return [audience.key for audience in self.audiences]
+
+    def get(self, key: str) -> Audience:
+        try:
+            return self.by_key[key]
+        except KeyError:
+            raise AudienceConfigError(
+                f"no audience {key!r} in audiences.yaml (known: {', '.join(self.keys)}); "
+                "reload the code location after editing the file"
+            ) from None
