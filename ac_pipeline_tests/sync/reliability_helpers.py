@@ -1,10 +1,18 @@
-"""What the reliability tests (test_reliability_*.py) share: the sample audiences, the sandbox's bulk
-import paths, the fault storm, and helpers that read a run's events and the sandbox's request counts.
+"""What the reliability tests (test_reliability_*.py, test_crash_operations.py) share: the sample audiences,
+the sandbox's bulk import paths, the fault storm, helpers that read a run's events and the sandbox's request
+counts, and a sync in a child process that is killed at a chosen point.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -19,6 +27,7 @@ BULK = "POST /api/3/import/bulk_import"
 POLL = "GET /api/3/import/info"
 BATCH = 250  # contacts per bulk import
 MAX_IN_FLIGHT = 20  # Push's default
+CRASH_CHILD = Path(__file__).with_name("crash_child.py")
 
 # About 10% 5xx (500 and 503) and 5% dropped connections everywhere, plus bursts of forced 429s on the bulk
 # import and one-contact paths.
@@ -81,3 +90,29 @@ def use_sandbox(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, api_key
     monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
     monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", api_key or sandbox.api_key)
     monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", repr(sandbox.config.speed))
+
+
+def run_crash_child(partition: str, die_in: str, log: Path, kill_when: Callable[[], bool] | None = None) -> int:
+    """Run crash_child.py for `partition` (dying itself at `die_in`, if given), SIGKILL it from outside once
+    `kill_when()` is true (polled every 5 ms, for at most 120 s); its exit code (-SIGKILL when killed)."""
+    with open(log, "wb") as output:
+        child = subprocess.Popen(
+            [sys.executable, str(CRASH_CHILD), partition, "--die-in", die_in],
+            env=dict(os.environ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            if kill_when is not None:
+                deadline = time.monotonic() + 120
+                while not kill_when() and child.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                if child.poll() is None:
+                    os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=120)
+        finally:
+            if child.poll() is None:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait(timeout=30)
+    return child.returncode

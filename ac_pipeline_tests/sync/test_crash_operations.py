@@ -10,13 +10,9 @@ wants them.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +21,8 @@ from ac_pipeline.definitions import build_definitions
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import Pipeline
 from ac_pipeline_tests.sync.consent_world import PANEL_YAML, World
+from ac_pipeline_tests.sync.reliability_helpers import run_crash_child
 
-CRASH_CHILD = Path(__file__).with_name("crash_child.py")
 PROGRESS = {
     "bulk": "POST /api/3/import/bulk_import",
     "polls": "GET /api/3/import/info",
@@ -66,27 +62,9 @@ def fresh(world: World) -> None:
 def run_and_kill(world: World, how: str, n: int, log: Path) -> None:
     die_in = f"{how}:{n}" if how.endswith("commit") else ""
     before = done_so_far(world, how) if how in PROGRESS else 0
-    with open(log, "wb") as output:
-        child = subprocess.Popen(
-            [sys.executable, str(CRASH_CHILD), "panel", "--die-in", die_in],
-            env=dict(os.environ),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            if how in PROGRESS:
-                deadline = time.monotonic() + 120
-                while done_so_far(world, how) - before < n and child.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.005)
-                if child.poll() is None:
-                    os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=120)
-        finally:
-            if child.poll() is None:
-                os.kill(child.pid, signal.SIGKILL)
-                child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL, (how, n, child.returncode, log.read_text(errors="replace")[-3000:])
+    kill_when = (lambda: done_so_far(world, how) - before >= n) if how in PROGRESS else None
+    returncode = run_crash_child("panel", die_in, log, kill_when)
+    assert returncode == -signal.SIGKILL, (how, n, returncode, log.read_text(errors="replace")[-3000:])
     world.admin.wait_for_imports()
 
 

@@ -7,13 +7,9 @@ The other reliability tests are in test_reliability_audiences.py and test_reliab
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -36,6 +32,7 @@ from ac_pipeline_tests.sync.reliability_helpers import (
     listed,
     quoted,
     requests_total,
+    run_crash_child,
     use_sandbox,
 )
 
@@ -92,7 +89,6 @@ def test_every_audience_syncs_exactly_through_a_fault_storm(pipeline: Pipeline) 
 
 CRASH_SPEED = 5.0
 CRASH_AUDIENCE = "lapsed_buyers"  # ~4,900 members: 20 bulk imports
-CRASH_CHILD = Path(__file__).with_name("crash_child.py")
 
 
 def crash_trials(seed: int) -> list[tuple[str, int]]:
@@ -138,29 +134,14 @@ def test_a_sync_killed_at_random_points_resumes_without_drift_or_resending(
             "before-commit": f"before-commit:{n}",
             "after-commit": f"after-commit:{n}",
         }.get(how, "")
-        output = open(tmp_path / f"child-{trial}.log", "wb")  # noqa: SIM115
-        child = subprocess.Popen(
-            [sys.executable, str(CRASH_CHILD), CRASH_AUDIENCE, "--die-in", die_in],
-            env=dict(os.environ),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        returncode = run_crash_child(
+            CRASH_AUDIENCE,
+            die_in,
+            tmp_path / f"child-{trial}.log",
+            (lambda how=how, n=n: progress(sandbox, how) >= n) if how.startswith("kill-after-") else None,
         )
-        try:
-            if how.startswith("kill-after-"):
-                deadline = time.monotonic() + 120
-                while progress(sandbox, how) < n and child.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                if child.poll() is None:
-                    os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=120)
-        finally:
-            if child.poll() is None:
-                os.kill(child.pid, signal.SIGKILL)
-                child.wait(timeout=30)
-            output.close()
         log = (tmp_path / f"child-{trial}.log").read_text(errors="replace")
-        assert child.returncode == -signal.SIGKILL, (trial, how, n, child.returncode, log[-3000:])
+        assert returncode == -signal.SIGKILL, (trial, how, n, returncode, log[-3000:])
 
         # What the kill left: in-flight imports finish on their own; the snapshot (its WAL replayed by
         # DuckDB on open) holds only what ActiveCampaign has.
