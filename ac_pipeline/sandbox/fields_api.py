@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ac_pipeline.sandbox.lengths import FIELD_VALUE_LIMIT, too_long
-from ac_pipeline.sandbox.listing import collection, equals
+from ac_pipeline.sandbox.listing import collection, delete_by_id, equals
 from ac_pipeline.sandbox.query import PAGING, api_route, where
 from ac_pipeline.sandbox.responses import (
     ApiError,
@@ -36,10 +36,6 @@ FIELD_PARAMS = ("filters[perstag]", *PAGING)
 FIELD_VALUE_PARAMS = ("filters[fieldid]", "filters[val]", *PAGING)
 # What PUT /fields/{id} changes; the other attributes of the description are accepted and not kept.
 FIELD_COLUMNS = ("title", "type", "perstag")
-
-
-def missing(status: int, entity: str, item_id: object) -> ApiError:
-    return ApiError(status, {"message": f"No Result found for {entity} with id {item_id}"})
 
 
 def row_by_id(store: Store, table: str, item_id: str) -> Row | None:
@@ -96,7 +92,7 @@ def field_rel(row: Row) -> dict[str, Any]:
 async def get_field(request: Request) -> JSONResponse:
     row = row_by_id(state_of(request).store, "fields", request.path_params["id"])
     if row is None:
-        raise missing(400, "Field", request.path_params["id"])
+        raise not_found("Field", request.path_params["id"], 400)
     field = {**field_json(row, base_url(request)), "descript": "", "defval": "", "relations": [str(row["id"])]}
     return answer({"fieldOptions": [], "fieldRels": [field_rel(row)], "field": field})
 
@@ -108,7 +104,7 @@ async def update_field(request: Request) -> JSONResponse:
     with store.lock:
         row = row_by_id(store, "fields", request.path_params["id"])
         if row is None:
-            raise missing(403, "Field", request.path_params["id"])
+            raise not_found("Field", request.path_params["id"], 403)
         values = {column: text_of(data[column]) or row[column] for column in FIELD_COLUMNS if column in data}
         if values:
             assignments = ", ".join(f"{column} = ?" for column in values)
@@ -125,11 +121,7 @@ async def update_field(request: Request) -> JSONResponse:
 
 async def delete_field(request: Request) -> JSONResponse:
     """Delete a field and every contact's value for it."""
-    field_id = request.path_params["id"]
-    store = state_of(request).store
-    if not (field_id.isdigit() and store.delete_with("fields", int(field_id), (("field_values", "field_id"),))):
-        raise not_found("Field", field_id)
-    return answer({})
+    return delete_by_id(request, "fields", "Field", dependents=(("field_values", "field_id"),))
 
 
 async def list_field_values(request: Request) -> JSONResponse:
@@ -180,7 +172,7 @@ async def set_field_value(request: Request) -> JSONResponse:
 async def get_field_value(request: Request) -> JSONResponse:
     row = row_by_id(state_of(request).store, "field_values", request.path_params["id"])
     if row is None:
-        raise missing(403, "FieldValue", request.path_params["id"])
+        raise not_found("FieldValue", request.path_params["id"], 403)
     return answer({"fieldValue": field_value_json(row, base_url(request))})
 
 
@@ -194,7 +186,7 @@ async def update_field_value(request: Request) -> JSONResponse:
     with store.lock:
         row = row_by_id(store, "field_values", request.path_params["id"])
         if row is None:
-            raise missing(400, "FieldValue", request.path_params["id"])
+            raise not_found("FieldValue", request.path_params["id"], 400)
         if (row["contact_id"], row["field_id"]) != (contact_id, field_id):
             raise ApiError(
                 400,
@@ -210,10 +202,7 @@ async def update_field_value(request: Request) -> JSONResponse:
 
 
 async def delete_field_value(request: Request) -> JSONResponse:
-    item_id = request.path_params["id"]
-    if not (item_id.isdigit() and state_of(request).store.delete_with("field_values", int(item_id))):
-        raise missing(403, "FieldValue", item_id)
-    return answer({})
+    return delete_by_id(request, "field_values", "FieldValue", status=403)
 
 
 routes = [

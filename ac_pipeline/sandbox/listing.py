@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ac_pipeline.sandbox.responses import answer, base_url, page_params, state_of
+from ac_pipeline.sandbox.responses import answer, base_url, not_found, page_params, state_of
 
 Filter = tuple[str, Sequence[Any]]
 NO_FILTER: Filter = ("", ())
@@ -43,3 +43,14 @@ def collection(
     rows, total = state_of(request).store.page(f"{sql} ORDER BY {order_sql}", [*args, *order_args], limit, offset)
     base = base_url(request)
     return answer({**(extra or {}), plural: [to_json(row, base) for row in rows], "meta": {"total": str(total)}})
+
+
+def delete_by_id(
+    request: Request, table: str, entity: str, *, status: int = 404, dependents: Sequence[tuple[str, str]] = ()
+) -> JSONResponse:
+    """DELETE /<collection>/{id}: the row and the rows of `dependents` that refer to it, in one transaction;
+    for a missing id the real "No Result found" answer with the status the spec declares (`status`)."""
+    item_id = request.path_params["id"]
+    if not (item_id.isdigit() and state_of(request).store.delete_with(table, int(item_id), dependents)):
+        raise not_found(entity, item_id, status)
+    return answer({})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ac_pipeline.sandbox.listing import collection
+from ac_pipeline.sandbox.listing import collection, delete_by_id
 from ac_pipeline.sandbox.query import (
     PAGING,
     Filter,
@@ -16,7 +16,7 @@ from ac_pipeline.sandbox.query import (
     where,
     with_operators,
 )
-from ac_pipeline.sandbox.responses import ApiError, answer, base_url, not_found, state_of, unprocessable, wrapped
+from ac_pipeline.sandbox.responses import answer, base_url, not_found, state_of, unprocessable, wrapped
 from ac_pipeline.sandbox.shapes import list_json
 from ac_pipeline.sandbox.store import now_iso
 from ac_pipeline.sandbox.values import text_of
@@ -79,10 +79,7 @@ async def get_list(request: Request) -> JSONResponse:
 async def delete_list(request: Request) -> JSONResponse:
     """Delete a list with its memberships. A missing list: 403 with the real message (the published answer for
     this operation names the entity `_List`)."""
-    list_id = request.path_params["id"]
-    if not (list_id.isdigit() and state_of(request).store.delete_with("lists", int(list_id), LIST_DEPENDENTS)):
-        raise ApiError(403, {"message": f"No Result found for _List with id {list_id}"})
-    return answer({})
+    return delete_by_id(request, "lists", "_List", status=403, dependents=LIST_DEPENDENTS)
 
 
 routes = [

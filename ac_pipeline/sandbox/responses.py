@@ -32,9 +32,10 @@ def answer(body: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def not_found(entity: str, item_id: object) -> ApiError:
-    """The real 404 body: {"message": "No Result found for Subscriber with id 1"}."""
-    return ApiError(404, {"message": f"No Result found for {entity} with id {item_id}"})
+def not_found(entity: str, item_id: object, status: int = 404) -> ApiError:
+    """The real body: {"message": "No Result found for Subscriber with id 1"}; 404 unless the spec declares
+    another status for the operation (some answer 400 or 403 for a missing id)."""
+    return ApiError(status, {"message": f"No Result found for {entity} with id {item_id}"})
 
 
 def unprocessable(title: str, code: str, attribute: str, detail: str = "") -> ApiError:

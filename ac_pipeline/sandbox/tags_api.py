@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ac_pipeline.sandbox.listing import collection, equals
+from ac_pipeline.sandbox.listing import collection, delete_by_id, equals
 from ac_pipeline.sandbox.query import (
     PAGING,
     Filter,
@@ -117,11 +117,7 @@ async def update_tag(request: Request) -> JSONResponse:
 
 async def delete_tag(request: Request) -> JSONResponse:
     """Delete a tag and every contactTag of it."""
-    tag_id = request.path_params["id"]
-    store = state_of(request).store
-    if not (tag_id.isdigit() and store.delete_with("tags", int(tag_id), (("contact_tags", "tag_id"),))):
-        raise not_found("Tag", tag_id)
-    return answer({})
+    return delete_by_id(request, "tags", "Tag", dependents=(("contact_tags", "tag_id"),))
 
 
 async def create_contact_tag(request: Request) -> JSONResponse:
@@ -170,11 +166,7 @@ async def get_contact_tag(request: Request) -> JSONResponse:
 
 
 async def delete_contact_tag(request: Request) -> JSONResponse:
-    item_id = request.path_params["id"]
-    deleted = item_id.isdigit() and state_of(request).store.delete_with("contact_tags", int(item_id))
-    if not deleted:
-        raise not_found("ContactTag", item_id)
-    return answer({})
+    return delete_by_id(request, "contact_tags", "ContactTag")
 
 
 routes = [
