@@ -8,10 +8,12 @@ contact it was given has an outcome.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from queue import Empty, Queue
 from typing import Any
 
@@ -73,7 +75,9 @@ class BulkSender:
     def send(self, rows: pl.DataFrame) -> None:
         """Several submitters keep one request's round trip from idling the account's budget; each takes
         the next batch itself, so a poll waiting for the budget here never holds a submission back."""
-        outbox = Outbox(batches(rows.iter_rows(named=True), self.shape), self.max_in_flight, self.recorder.journal)
+        outbox = Outbox(
+            batches(rows.iter_rows(named=True), self.shape), self.max_in_flight, self.recorder.journal_later
+        )
         reports: Queue[Report] = Queue()
         in_flight: deque[Batch] = deque()
         self.log(f"sending {rows.height:,} contacts in about {-(-rows.height // 250)} bulk imports")
@@ -215,15 +219,23 @@ class Outbox:
     """The batches still to send, taken one at a time by the submitter threads.
 
     At most `max_in_flight` batches are out at once (sent and not yet settled): a slot is taken with a
-    batch and given back when the batch settles, so a crash resends at most that many. Batches are
-    written to the intent journal, up to `max_in_flight` at a time, before any of them is handed out.
+    batch and given back when the batch settles, so a crash resends at most that many. No batch is handed
+    out before its contacts are in the intent journal: batches are journaled `max_in_flight` at a time,
+    the next group while the current one goes out, so the sends rarely wait for the write.
     """
 
-    def __init__(self, upcoming: Iterator[Batch], max_in_flight: int, journal: Callable[[list[dict[str, Any]]], None]):
+    def __init__(
+        self,
+        upcoming: Iterator[Batch],
+        max_in_flight: int,
+        journal: Callable[[list[dict[str, Any]]], Future[None]],
+    ):
         self._upcoming = upcoming
         self._journal = journal
         self._max_in_flight = max_in_flight
         self._journaled: deque[Batch] = deque()  # built and journaled, not yet taken
+        self._journaling: tuple[list[Batch], Future[None]] | None = None  # the next group, being written
+        self._built_all = False
         self._again: deque[Batch] = deque()  # sent before new batches: remainders, failed imports
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max_in_flight)
@@ -247,12 +259,24 @@ class Outbox:
         return batch
 
     def _next_new(self) -> Batch | None:
-        if not self._journaled and not self._exhausted:
-            ahead = [b for _, b in zip(range(self._max_in_flight), self._upcoming, strict=False)]
+        if self._journaling is not None and (not self._journaled or self._journaling[1].done()):
+            self._take_journaled()
+        if self._journaling is None and len(self._journaled) <= self._max_in_flight // 2 and not self._built_all:
+            ahead = list(itertools.islice(self._upcoming, self._max_in_flight))
             if ahead:
-                self._journal([row for b in ahead for row in b.rows])
-            self._journaled.extend(ahead)
+                self._journaling = (ahead, self._journal([row for b in ahead for row in b.rows]))
+            else:
+                self._built_all = True
+        if not self._journaled and self._journaling is not None:
+            self._take_journaled()
         return self._journaled.popleft() if self._journaled else None
+
+    def _take_journaled(self) -> None:
+        assert self._journaling is not None
+        ahead, written = self._journaling
+        self._journaling = None
+        written.result()  # a failed journal write stops the send: nothing unjournaled goes out
+        self._journaled.extend(ahead)
 
     def reported(self) -> None:
         with self._lock:
@@ -267,7 +291,13 @@ class Outbox:
 
     def drained(self) -> bool:
         with self._lock:
-            return self._exhausted and not self._again and not self._journaled and self._out == 0
+            return (
+                self._exhausted
+                and not self._again
+                and not self._journaled
+                and self._journaling is None
+                and self._out == 0
+            )
 
     def fail(self, error: BaseException) -> None:
         """A submitter thread hit something it cannot hand back as a report: stop everything."""

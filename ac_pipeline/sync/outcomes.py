@@ -133,10 +133,15 @@ class Recorder:
 
     def journal(self, rows: list[dict[str, Any]]) -> None:
         """Write the intent to send these rows (email, op), and return once it is on disk."""
+        self.journal_later(rows).result()
+
+    def journal_later(self, rows: list[dict[str, Any]]) -> Future[None]:
+        """Start writing the intent to send these rows; the future is done once it is on disk (and raises
+        if the write failed). Nothing may be sent before then."""
         frame = pl.DataFrame(
             [{"email": r["email"], "op": r["op"]} for r in rows], schema={"email": pl.String, "op": pl.String}
         )
-        self._thread.submit(self.state.journal_intents, self.audience, frame, self.run_id).result()
+        return self._thread.submit(self.state.journal_intents, self.audience, frame, self.run_id)
 
     def _commit(self, outcomes: list[Outcome]) -> None:
         snapshot, ledger = snapshot_and_ledger(outcomes)

@@ -32,7 +32,7 @@ from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
 from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
 from ac_pipeline.sync.destination import resolve
 from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
-from ac_pipeline.sync.payloads import ContactShape, refusal
+from ac_pipeline.sync.payloads import ContactShape, may_be_refused, refusal
 from ac_pipeline.sync.single import SingleSender
 
 __all__ = ["SMALL_CHANGE_SET", "DestinationChanged", "Push", "PushIncomplete", "PushResult", "outstanding"]
@@ -203,17 +203,20 @@ class Push:
     def _set_aside_refusals(self, todo: pl.DataFrame, shape: ContactShape, recorder: Recorder) -> pl.DataFrame:
         """Contacts ActiveCampaign would refuse (a value over a field's limit) are rejected with the reason;
         the rest of the audience still goes out."""
-        reasons = [refusal(row, shape) for row in todo.iter_rows(named=True)]
-        refused = [i for i, reason in enumerate(reasons) if reason is not None]
+        # Only rows the vectorised pre-filter flags are looked at one by one: usually none.
+        refused: list[tuple[int, Outcome]] = []
+        for row in todo.with_row_index("_row").filter(may_be_refused(todo, shape)).iter_rows(named=True):
+            index = row.pop("_row")
+            reason = refusal(row, shape)
+            if reason is not None:
+                refused.append((index, Outcome(row, "rejected", reason=reason)))
         if not refused:
             return todo
-        rows = todo.to_dicts()
-        recorder.record([Outcome(rows[i], "rejected", reason=reasons[i]) for i in refused])
-        self.log(
-            f"{len(refused):,} contacts cannot be sent as they are (e.g. {rows[refused[0]]['email']}: {reasons[refused[0]]})"
-        )
-        keep = pl.Series([reason is None for reason in reasons])
-        return todo.filter(keep)
+        recorder.record([outcome for _, outcome in refused])
+        first = refused[0][1]
+        self.log(f"{len(refused):,} contacts cannot be sent as they are (e.g. {first.row['email']}: {first.reason})")
+        gone = pl.Series([index for index, _ in refused], dtype=pl.UInt32)
+        return todo.with_row_index("_row").filter(~pl.col("_row").is_in(gone.implode())).drop("_row")
 
     def _settle_unsubscribed(
         self,

@@ -120,7 +120,6 @@ def _inject(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
     import ac_pipeline.sync.bulk as bulk
     from ac_pipeline.activecampaign import ActiveCampaignClient
     from ac_pipeline.state.store import SyncState
-    from ac_pipeline.sync.outcomes import Recorder
 
     def wrap(owner: Any, name: str, n: int) -> None:
         original, boom = getattr(owner, name), _raise_on_call(n, f"{point}")
@@ -142,7 +141,7 @@ def _inject(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
 
         monkeypatch.setattr(bulk, "batches", batches)
     elif point == "journal":
-        wrap(Recorder, "journal", 1)
+        wrap(SyncState, "journal_intents", 1)
     elif point == "commit":
         wrap(SyncState, "commit_confirmed", 1)
     elif point == "poll":
