@@ -15,7 +15,6 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,10 +23,11 @@ from openapi_schema_validator import OAS31Validator
 
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.sandbox import SandboxServer
+from ac_pipeline.sandbox.request_checks import SPEC_PATH
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
 
-SPEC = json.loads((Path(__file__).parent / "data" / "openapi-v3-subset.json").read_text())
+SPEC = json.loads(SPEC_PATH.read_text())
 API = "/api/3"
 
 AUDIENCES = """

@@ -9,15 +9,15 @@ all present, resources keep their `id`, values have the example's JSON types).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ac_pipeline.sandbox import SandboxServer
+from ac_pipeline.sandbox.request_checks import SPEC_PATH
 from ac_pipeline_tests.sandbox.helpers import Api
 
-SPEC = json.loads((Path(__file__).parents[1] / "data" / "openapi-v3-subset.json").read_text())
+SPEC = json.loads(SPEC_PATH.read_text())
 # Keywords the validator understands; the test fails if the description starts using others.
 SCHEMA_KEYWORDS = {"type", "properties", "items", "oneOf", "example", "default", "title"}
 JSON_TYPES: dict[str, tuple[type, ...]] = {
