@@ -1,4 +1,4 @@
-"""The sandbox's answers held to the published OpenAPI description (ac_pipeline_tests/data/).
+"""The sandbox's answers held to the published OpenAPI description (ac_pipeline/sandbox/openapi-v3-subset.json).
 
 For every operation the sandbox implements, each declared JSON response is produced and checked: the status
 code, the body against the declared schema (a small validator for the subset of JSON Schema the file uses:
