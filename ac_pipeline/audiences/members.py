@@ -28,6 +28,7 @@ from collections.abc import Callable
 import duckdb
 import polars as pl
 
+from ac_pipeline.activecampaign.limits import MAX_EMAIL_LENGTH
 from ac_pipeline.audiences.config import Audience, AudienceConfigError, Source, check_against_columns
 from ac_pipeline.audiences.sql import UnsafeSql, is_refusal, lock, quote_identifier, quote_table
 
@@ -39,13 +40,12 @@ _PADDING = (
 )
 # What ActiveCampaign accepts (after lower-casing): a local part of these characters (no apostrophe, no
 # quotes), an '@', domain labels of letters, digits and inner hyphens, and a top-level domain of 2+
-# letters; 254 characters at most. `email_is_valid` is this pattern; `email_rejection` says which part
+# letters; at most ActiveCampaign's email length (activecampaign.limits). `email_is_valid` is this pattern; `email_rejection` says which part
 # of it an address breaks. The tests hold both to the sandbox's model of the real API.
 _LOCAL_CHARS = "a-z0-9.!#$%&*+/=?^_`{|}~-"
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
 _TLD = r"[a-z]{2,}"
 _VALID_EMAIL = rf"^[{_LOCAL_CHARS}]+@({_LABEL}\.)+{_TLD}$"
-MAX_EMAIL_LENGTH = 254
 
 STANDARD_FIELDS = ("first_name", "last_name", "phone")
 

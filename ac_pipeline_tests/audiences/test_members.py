@@ -48,7 +48,7 @@ from ac_pipeline.audiences.members import compute_members, email_is_valid, email
         # What ActiveCampaign accepts, as the sandbox models it: dots anywhere in the local part, `+tags`.
         (".ada@example.com", ".ada@example.com", None),
         ("ada..l+x@sub.example-1.co", "ada..l+x@sub.example-1.co", None),
-        ("a" * 250 + "@example.com", "a" * 250 + "@example.com", "email longer than 254 characters"),
+        ("a" * 250 + "@example.com", "a" * 250 + "@example.com", "email longer than 250 characters"),
     ],
 )
 def test_emails_are_normalised_and_validated(raw: str | None, email: str | None, reason: str | None) -> None:
