@@ -145,9 +145,9 @@ def _inject(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
     elif point == "commit":
         wrap(SyncState, "commit_confirmed", 1)
     elif point == "poll":
-        wrap(ActiveCampaignClient, "import_info", 3)
+        wrap(ActiveCampaignClient, "import_info", 1)
     elif point == "submit":
-        wrap(ActiveCampaignClient, "bulk_import", 2)
+        wrap(ActiveCampaignClient, "bulk_import", 1)
 
 
 @pytest.fixture
