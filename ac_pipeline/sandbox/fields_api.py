@@ -152,13 +152,16 @@ def value_answer(request: Request, contact: Row, row: Row) -> JSONResponse:
     return answer({"contacts": [contact_json(contact, base)], "fieldValue": shown})
 
 
+async def value_request(request: Request) -> tuple[int, int, str]:
+    """The contact id, field id and checked value a POST or PUT /fieldValues body carries."""
+    data = await wrapped(request, "fieldValue")
+    return required_id(data, "contact", "fieldValue"), required_id(data, "field", "fieldValue"), checked_value(data)
+
+
 async def set_field_value(request: Request) -> JSONResponse:
     """Create or replace one contact's value for one custom field."""
     store = state_of(request).store
-    data = await wrapped(request, "fieldValue")
-    contact_id = required_id(data, "contact", "fieldValue")
-    field_id = required_id(data, "field", "fieldValue")
-    value = checked_value(data)
+    contact_id, field_id, value = await value_request(request)
     with store.lock:
         contact = store.contact(contact_id)
         if contact is None:
@@ -179,10 +182,7 @@ async def get_field_value(request: Request) -> JSONResponse:
 async def update_field_value(request: Request) -> JSONResponse:
     """Replace the value of this record; `contact` and `field` (required) must be the record's own."""
     store = state_of(request).store
-    data = await wrapped(request, "fieldValue")
-    contact_id = required_id(data, "contact", "fieldValue")
-    field_id = required_id(data, "field", "fieldValue")
-    value = checked_value(data)
+    contact_id, field_id, value = await value_request(request)
     with store.lock:
         row = row_by_id(store, "field_values", request.path_params["id"])
         if row is None:

@@ -86,8 +86,8 @@ def may_be_refused(frame: pl.DataFrame, shape: ContactShape) -> pl.Series:
     checks = [pl.lit(False)]
     sizes = [pl.lit(0)]
     for name in shape.standard_fields:
-        if name in frame.columns:
-            checks.append(pl.col(name).cast(pl.String).str.len_chars() > STANDARD_LIMITS.get(name, 0))
+        if name in frame.columns and name in STANDARD_LIMITS:
+            checks.append(pl.col(name).cast(pl.String).str.len_chars() > STANDARD_LIMITS[name])
             sizes.append(pl.col(name).cast(pl.String).str.len_bytes().fill_null(0))
     for title in shape.field_ids:
         column = field_column(title)

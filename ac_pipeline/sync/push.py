@@ -104,7 +104,7 @@ class Push:
             # another account would claim a list in step that this account may not even have.
             self._refuse_other_destination(recorded, recorded[1])
         if todo.height:
-            self._send(todo, snapshot, result)
+            self._send(todo, snapshot, result, recorded)
             missing = todo.height - result.accounted
             if missing:
                 # A safety net under every path: a contact without an outcome is never reported as synced.
@@ -115,12 +115,14 @@ class Push:
         result.seconds = time.monotonic() - started
         return result
 
-    def _send(self, todo: pl.DataFrame, snapshot: pl.DataFrame, result: PushResult) -> None:
+    def _send(
+        self, todo: pl.DataFrame, snapshot: pl.DataFrame, result: PushResult, recorded: tuple[str, str] | None
+    ) -> None:
         attempt_started = datetime.now(UTC)
         destination = resolve(self.client, self.audience)
         result.list_id, result.created_list = destination.list_id, destination.created_list
         result.created_fields = destination.created_fields
-        self._check_destination(destination.list_id, destination.created_list, snapshot)
+        self._check_destination(destination.list_id, destination.created_list, snapshot, recorded)
         shape = ContactShape(
             list_id=destination.list_id,
             standard_fields=tuple(self.audience.fields.expressions()),
@@ -158,10 +160,11 @@ class Push:
 
     # -- before sending ----------------------------------------------------------------------------
 
-    def _check_destination(self, list_id: str, created_list: bool, snapshot: pl.DataFrame) -> None:
+    def _check_destination(
+        self, list_id: str, created_list: bool, snapshot: pl.DataFrame, recorded: tuple[str, str] | None
+    ) -> None:
         """The snapshot must describe this account's list; otherwise nothing is sent."""
         key, name = self.audience.key, self.audience.list.name
-        recorded = self.state.destination(key)
         if recorded == (self.account, list_id):
             return
         if recorded is not None:
@@ -247,10 +250,11 @@ class Push:
         # An earlier attempt's unsubscribe that this sync no longer asks for (the contact is staying):
         # the snapshot learns it happened, and the next sync's diff re-adds them as the audience wants.
         members = set(snapshot.filter(pl.col("status") == "member").get_column("email"))
+        removing = set(leaving.get_column("email"))
         stray = [
             self._judged_removal({"email": email, "op": "remove", "contact_id": None}, records[email], when)
             for email, when in intended.items()
-            if email in records and email in members and email not in set(leaving.get_column("email"))
+            if email in records and email in members and email not in removing
         ]
         stray = [o for o in stray if o.status == "confirmed"]
         if stray:
