@@ -273,6 +273,8 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
             contact_id = contact_ids[email] = int(cursor.lastrowid or 0)
             success.append(str(contact_id))
         else:
+            # Run even with no attribute to set: it is what moves the contact's udate with the memberships, tags
+            # and values written below for it (one statement per contact already, so no set-based UPDATE besides).
             assignments = "".join(f"{column} = ?, " for column in values)
             conn.execute(
                 f"UPDATE contacts SET {assignments}udate = ? WHERE id = ?", (*values.values(), now, contact_id)

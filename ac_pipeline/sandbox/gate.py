@@ -3,7 +3,8 @@
 In that order. A 403 does not count against the rate limit (the budget is for the account's own integrations,
 and a wrong key would otherwise starve them); a 429 takes no slot. Faults are decided after both, before the
 endpoint runs, so a fault answer (500, 503, 429, drop) changes nothing; a slow fault delays the endpoint, which
-then runs normally. Every /api/3 response carries RateLimit-Limit and RateLimit-Remaining.
+then runs normally. Every /api/3 response carries RateLimit-Limit and RateLimit-Remaining, and every answer
+(API and admin) a Date stamped as it starts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
+from email.utils import formatdate
 from typing import Any
 
 from starlette.routing import BaseRoute, Match
@@ -41,7 +44,8 @@ class ApiGate:
         self.state = state
         self.routes = routes  # the /api/3 routes, to name a request by its path template in the log
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, raw_send: Send) -> None:
+        send = dated(raw_send) if scope["type"] == "http" else raw_send
         path = scope["path"] if scope["type"] == "http" else ""
         if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
             await self.app(scope, receive, send)
@@ -76,7 +80,7 @@ class ApiGate:
             if fault is None:
                 await self.app(scope, receive, send_with_limit_headers)
             else:
-                await self.inject(fault, scope, receive, send, send_with_limit_headers)
+                await self.inject(fault, scope, receive, raw_send, send_with_limit_headers)
         finally:
             state.requests.record(self.template(scope), answered[0] if answered else DROPPED)
 
@@ -110,6 +114,22 @@ class ApiGate:
             if match is Match.FULL:
                 return f"{scope['method']} {getattr(route, 'path', API_PREFIX)}"
         return f"{scope['method']} {API_PREFIX}/<unknown>"
+
+
+def dated(send: Send) -> Send:
+    """`send` that stamps each answer's Date with the clock as the answer starts, to the second.
+
+    Readers take Date as the server's clock for their next `filters[updated_after]`. uvicorn's own Date (turned
+    off in server.py) is refreshed once a second, so it is often a second behind: that would hide a reader's
+    off-by-one-second mistake that the real service shows."""
+
+    async def send_dated(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            date = formatdate(time.time(), usegmt=True).encode()
+            message = {**message, "headers": [(b"date", date), *message.get("headers", [])]}
+        await send(message)
+
+    return send_dated
 
 
 async def send_json(

@@ -93,6 +93,7 @@ class SandboxServer:
             access_log=self.access_log,
             lifespan="off",
             proxy_headers=False,
+            date_header=False,  # gate.dated stamps each answer as it starts instead
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)

@@ -141,6 +141,10 @@ ADDED_CONTACT_COLUMNS = {
     "bounced_soft": "INTEGER NOT NULL DEFAULT 0",
     "bounced_date": "TEXT",
 }
+# What a contact owns that a list sync reads back with it. Writing or removing one of these moves the contact's
+# udate, so that an incremental read (filters[updated_after]) finds the contact (docs/sandbox.md).
+CONTACT_RECORDS = ("memberships", "contact_tags", "field_values")
+TOUCH_CONTACT = "UPDATE contacts SET udate = ? WHERE id = ?"
 
 
 def now_iso() -> str:
@@ -295,7 +299,16 @@ class Store:
     def delete_with(self, table: str, item_id: int, dependents: Sequence[tuple[str, str]] = ()) -> bool:
         """Delete one row and, in the same transaction, the rows of `dependents` ((table, column) pairs) that
         refer to it: a list's memberships, a tag's contactTags, a field's values. False if there was no row."""
+        now = now_iso()
+        owned = [(table, "id")] if table in CONTACT_RECORDS else []
+        owned += [(dependent, column) for dependent, column in dependents if dependent in CONTACT_RECORDS]
         with self.transaction() as conn:
+            # Before the delete, while the rows still say whose they were; one statement however many contacts.
+            for records, column in owned:
+                conn.execute(
+                    f"UPDATE contacts SET udate = ? WHERE id IN (SELECT contact_id FROM {records} WHERE {column} = ?)",
+                    (now, item_id),
+                )
             if conn.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,)).rowcount == 0:
                 return False
             for dependent, column in dependents:
@@ -334,9 +347,11 @@ class Store:
         self, contact_id: int, list_id: int, status: int, unsubscribe: Unsubscribe | None, sourceid: int = 0
     ) -> Row:
         """Set a contact's status on a list; for status 2, `unsubscribe` records who did it and how."""
-        params = membership_params(contact_id, list_id, status, unsubscribe, now_iso(), sourceid)
+        now = now_iso()
+        params = membership_params(contact_id, list_id, status, unsubscribe, now, sourceid)
         with self.lock:
-            self.conn.execute(MEMBERSHIP_UPSERT, params)
+            if self.conn.execute(MEMBERSHIP_UPSERT, params).rowcount:  # 0: a repeated unsubscribe, left as it was
+                self.conn.execute(TOUCH_CONTACT, (now, contact_id))
             row = self.membership(contact_id, list_id)
         assert row is not None
         return row
@@ -375,6 +390,7 @@ class Store:
                 " ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value, udate = excluded.udate",
                 (contact_id, field_id, value, now, now),
             )
+            self.conn.execute(TOUCH_CONTACT, (now, contact_id))
             row = self.one("SELECT * FROM field_values WHERE contact_id = ? AND field_id = ?", (contact_id, field_id))
         assert row is not None
         return row

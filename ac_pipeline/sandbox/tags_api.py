@@ -29,7 +29,7 @@ from ac_pipeline.sandbox.responses import (
     wrapped,
 )
 from ac_pipeline.sandbox.shapes import contact_tag_json, tag_json
-from ac_pipeline.sandbox.store import Row, Store, now_iso
+from ac_pipeline.sandbox.store import TOUCH_CONTACT, Row, Store, now_iso
 from ac_pipeline.sandbox.values import text_of
 
 TAG_PARAMS = ("search", *with_operators("search")[1:], "orders[search]", *PAGING)
@@ -135,10 +135,13 @@ async def create_contact_tag(request: Request) -> JSONResponse:
             raise tag_error(404, "Not Found", "Contact not found")
         if store.one("SELECT 1 FROM tags WHERE id = ?", (ids["tag"],)) is None:
             raise tag_error(404, "Not Found", "Tag not found")
-        store.execute(
+        now = now_iso()
+        cursor = store.execute(
             "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id, cdate) VALUES (?, ?, ?)",
-            (ids["contact"], ids["tag"], now_iso()),
+            (ids["contact"], ids["tag"], now),
         )
+        if cursor.rowcount:  # tagging twice changes nothing
+            store.execute(TOUCH_CONTACT, (now, ids["contact"]))
         row = store.one("SELECT * FROM contact_tags WHERE contact_id = ? AND tag_id = ?", (ids["contact"], ids["tag"]))
     assert row is not None
     return answer({"contactTag": contact_tag_json(row, base_url(request))}, 201)
