@@ -1,4 +1,5 @@
-"""Where things live: the customer 360, the audience definitions and the sync state.
+"""Where things live: the customer 360, the audience definitions, the sync state and what comes home from
+ActiveCampaign.
 
 Everything sits under one home folder, `AC_PIPELINE_HOME` (default `data/`, relative to the working
 directory, which is the repository root for `dagster dev` and the demo). Each path can be pointed
@@ -18,6 +19,9 @@ class Paths:
     customer_360: Path
     audiences: Path
     state: Path
+    # What the read-back brings home from ActiveCampaign (list members, opt-outs, lists, tags): a file of its
+    # own, since the customer 360 is read-only and belongs to someone else.
+    activecampaign: Path
     # Intermediate asset values (audience members and changes, one Parquet file per partition).
     assets: Path
     # The built-in sandbox's state, and Dagster's own home for the demo's runs.
@@ -38,6 +42,7 @@ def paths() -> Paths:
         customer_360=_env_path("AC_PIPELINE_CUSTOMER_360", home / "customer_360.duckdb"),
         audiences=_env_path("AC_PIPELINE_AUDIENCES", home / "audiences.yaml"),
         state=_env_path("AC_PIPELINE_STATE", home / "state.duckdb"),
+        activecampaign=_env_path("AC_PIPELINE_ACTIVECAMPAIGN_DB", home / "activecampaign.duckdb"),
         assets=_env_path("AC_PIPELINE_ASSETS", home / "assets"),
         sandbox_state=_env_path("AC_PIPELINE_SANDBOX_STATE", home / "sandbox.sqlite"),
         dagster_home=_env_path("DAGSTER_HOME", home / "dagster_home"),
