@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ac_pipeline.defs.activecampaign.assets import POOL, build_sync_asset
-from ac_pipeline.defs.activecampaign.resources import activecampaign_resource
+from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, activecampaign_resource
 from ac_pipeline.defs.activecampaign.sensors import build_pool_wait_sensor
 from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
@@ -44,6 +44,8 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
             "sync_state": SyncStateResource(path=str(where.state)),
             "parquet_io_manager": PolarsParquetIOManager(base_dir=str(where.assets)),
             "activecampaign": activecampaign_resource(where),
+            # What comes home from ActiveCampaign; audience SQL reads it as activecampaign.<table>.
+            "account_tables": AccountTablesResource(path=str(where.activecampaign)),
         },
     )
 

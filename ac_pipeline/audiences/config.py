@@ -37,6 +37,7 @@ from ac_pipeline.audiences.models import (
 from ac_pipeline.audiences.sql import (
     ALLOWED,
     UnsafeSql,
+    attached_tables,
     is_refusal,
     lock,
     quote_identifier,
@@ -230,8 +231,10 @@ def check_against_columns(
     """
     lock(connection)
     source = source if isinstance(source, Source) else Source.model_construct(table=source)
-    known = customer_360_tables(connection)
-    table = _check_table(audience, "source.table", source.table, known, connection)
+    own = customer_360_tables(connection)
+    # Subqueries and exclusions may also read the databases the locked connection attached (`alias.table`).
+    known = own | attached_tables(connection)
+    table = _check_table(audience, "source.table", source.table, own, connection)
     for where, column in (("source.id_column", source.id_column), ("source.updated_column", source.updated_column)):
         try:
             connection.sql(f"SELECT {quote_identifier(column)} FROM {table} LIMIT 0").fetchall()

@@ -9,6 +9,10 @@ Two guards, one inside the other:
   access off and its configuration locked. DuckDB then refuses every file, URL, `ATTACH`, `COPY`, `INSTALL`,
   `LOAD`, `SET` and `PRAGMA` itself, whatever the parser check missed, and the SQL cannot `SET` it back.
 
+Besides the customer 360, a locked connection may reach the databases it was given to attach (`attach`: alias ->
+file, e.g. the ActiveCampaign account tables as `activecampaign`): each is attached read-only before the lock,
+and audience SQL names their tables `alias.table`. Nothing else can be attached once the lock is on.
+
 Table and column names from the file are checked against a pattern and quoted where they are used.
 """
 
@@ -19,13 +23,15 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 ALLOWED = (
     "audience SQL may use the customer 360's columns, scalar functions, and subqueries over the customer 360's "
-    "own tables (plain names: customers, or schema.table); not table functions (read_csv, read_parquet, "
+    "own tables (plain names: customers, or schema.table) and over what the read-back brings home from "
+    "ActiveCampaign (activecampaign.opt_outs, ...); not table functions (read_csv, read_parquet, "
     "read_json, glob, ...), file paths or URLs, other databases, ATTACH, COPY, INSTALL, LOAD, SET or PRAGMA"
 )
 
@@ -205,11 +211,24 @@ def lock(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def locked_connection(
-    database: str, config: Mapping[str, Any] | None = None, attempts: int = 8
+    database: str,
+    config: Mapping[str, Any] | None = None,
+    attempts: int = 8,
+    attach: Mapping[str, str] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection to the customer 360 that can reach nothing else: external access off and the
-    configuration locked from the moment it opens. Another process writing the file is waited for briefly."""
-    settings = {**(config or {}), "access_mode": "READ_ONLY", **LOCKED_SETTINGS}
+    configuration locked from the moment it opens. Another process writing the file is waited for briefly.
+
+    `attach` (alias -> DuckDB file) adds databases audience SQL may read as `alias.table`: each file that
+    exists is attached read-only, then the lock goes on. DuckDB refuses ATTACH once external access is off, so
+    these are the only ones there can be; no statement but these ATTACHes runs before the lock.
+    """
+    extra = {alias: path for alias, path in (attach or {}).items() if Path(path).exists()}
+    for alias in extra:
+        check_identifier(alias)
+    # Without anything to attach, the lock is given at connect time, so that no statement ever runs unlocked.
+    locked = {"python_enable_replacements": False} if extra else LOCKED_SETTINGS
+    settings = {**(config or {}), "access_mode": "READ_ONLY", **locked}
     for attempt in range(attempts):
         try:
             connection = duckdb.connect(database, config=settings)
@@ -223,12 +242,68 @@ def locked_connection(
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise
-            time.sleep(min(0.1 * 2**attempt, 2.0))
+            time.sleep(_pause(attempt))
     try:
+        for alias, path in extra.items():
+            _attach(connection, alias, path, attempts)
         lock(connection)
         yield connection
     finally:
         connection.close()
+
+
+def _pause(attempt: int) -> float:
+    return min(0.1 * 2**attempt, 2.0)
+
+
+def _attach(connection: duckdb.DuckDBPyConnection, alias: str, path: str, attempts: int) -> None:
+    """Attach one file read-only as `alias`, waiting briefly while another process writes it."""
+    resolved = str(Path(path).resolve())
+    rows = connection.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchall()
+    if rows:
+        # Another connection of this process to the customer 360 shares its instance, and attached it already.
+        if rows[0][0] and str(Path(rows[0][0]).resolve()) == resolved:
+            return
+        raise RuntimeError(
+            f"cannot attach {path} as {alias!r}: that name is taken by {rows[0][0] or 'another database'}"
+        )
+    literal = "'" + resolved.replace("'", "''") + "'"
+    waited = 0.0
+    for attempt in range(attempts):
+        try:
+            connection.execute(f'ATTACH {literal} AS "{alias}" (READ_ONLY)')
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise RuntimeError(f"cannot attach {path} as {alias!r}: {_first_line(exc)}") from None
+            if attempt == attempts - 1:
+                raise RuntimeError(
+                    f"{path} (attached as {alias!r} for audience SQL) stayed locked by another process for "
+                    f"{waited:.0f} s: something is writing it (the ActiveCampaign read-back?) or holds it open for "
+                    "writing (a DuckDB shell, a notebook). Close it, or run again when the writer has finished"
+                ) from None
+            waited += _pause(attempt)
+            time.sleep(_pause(attempt))
+        except duckdb.Error as exc:
+            if is_refusal(exc):
+                # The customer 360 is open, locked, elsewhere in this process: this connection shares its lock.
+                raise RuntimeError(
+                    f"cannot attach {path} as {alias!r}: the customer 360 is already open for audience SQL in "
+                    "this process without it; close other connections to it first"
+                ) from None
+            raise RuntimeError(f"cannot attach {path} as {alias!r}: {_first_line(exc)}") from None
+
+
+def attached_tables(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Lower-case name -> `alias.table` of every table and view of the databases attached to the connection
+    (besides the customer 360 and DuckDB's own), as audience SQL may name them."""
+    rows = connection.sql(
+        "SELECT database_name, table_name FROM duckdb_tables() WHERE database_name <> current_database() "
+        "AND schema_name = 'main' AND NOT internal "
+        "UNION ALL SELECT database_name, view_name FROM duckdb_views() WHERE database_name <> current_database() "
+        "AND schema_name = 'main' AND NOT internal"
+    ).fetchall()
+    return {f"{alias}.{table}".lower(): f"{alias}.{table}" for alias, table in rows if alias not in ("system", "temp")}
 
 
 def is_refusal(exc: Exception) -> bool:

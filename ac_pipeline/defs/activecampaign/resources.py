@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ac_pipeline.activecampaign import ActiveCampaignClient, RateLimits
 from ac_pipeline.defs.activecampaign.local_sandbox import SANDBOX_API_KEY, ensure_local_sandbox
+from ac_pipeline.readback.tables import AccountTables
 from ac_pipeline.settings import Paths
 
 
@@ -100,6 +101,21 @@ class ActiveCampaignResource(dg.ConfigurableResource):
             # Outside a run nothing has resolved the EnvVar yet, and reading it as a string raises.
             url = url.get_value() or f"${url.env_var_name} (unset)"
         return str(url)
+
+
+class AccountTablesResource(dg.ConfigurableResource):
+    """What comes home from ActiveCampaign (list members, opt-outs, lists, tags): a DuckDB file of its own,
+    which audience SQL reads as `activecampaign.<table>`."""
+
+    path: str = Field(description="The account tables' DuckDB file (AC_PIPELINE_ACTIVECAMPAIGN_DB).")
+
+    def tables(self) -> AccountTables:
+        return AccountTables(self.path)
+
+    @property
+    def exists(self) -> bool:
+        """Whether a read-back has written the file yet."""
+        return Path(self.path).exists()
 
 
 def _account_of(api_url: str) -> str:

@@ -8,19 +8,67 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ac_pipeline.audiences import changes as audience_changes_lib
-from ac_pipeline.audiences.config import check_against_columns
+from ac_pipeline.audiences.config import Audience, check_against_columns, sql_snippets
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
 from ac_pipeline.audiences.members import compute_members
-from ac_pipeline.audiences.sql import locked_connection
+from ac_pipeline.audiences.sql import LOCKED_SETTINGS, UnsafeSql, locked_connection, snippet_tables
+from ac_pipeline.defs.activecampaign.resources import AccountTablesResource
 from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.metadata import markdown_preview
 
 AUDIENCE_GROUP = "audiences"
+# Audience SQL names what came home from ActiveCampaign as `activecampaign.<table>` (e.g. activecampaign.opt_outs).
+ACCOUNT_TABLES_ALIAS = "activecampaign"
+
+
+def account_tables_read(audience: Audience, by_key: dict[str, Audience]) -> list[str]:
+    """The account tables (`activecampaign.<table>`) the audience reads, itself or through an audience it excludes."""
+    names: set[str] = set()
+    seen: set[str] = set()
+    pending = [audience]
+    parser = duckdb.connect(config=LOCKED_SETTINGS)
+    try:
+        while pending:
+            current = pending.pop()
+            if current.key in seen:
+                continue
+            seen.add(current.key)
+            for snippet in sql_snippets(current).values():
+                try:
+                    names |= snippet_tables(snippet, parser)
+                except UnsafeSql:
+                    continue  # check_against_columns names the problem, and the lock refuses it anyway
+            if current.exclude.suppression_table:
+                names.add(current.exclude.suppression_table)
+            pending += [by_key[key] for key in current.exclude.audiences if key in by_key]
+    finally:
+        parser.close()
+    return sorted(name for name in names if name.lower().startswith(f"{ACCOUNT_TABLES_ALIAS}."))
+
+
+def _attach(audience: Audience, by_key: dict[str, Audience], account_tables: AccountTablesResource) -> dict[str, str]:
+    """What the audience's locked connection attaches: the account tables, when the audience reads them.
+
+    Only then: an audience that does not read them never waits for a read-back writing the file, nor fails
+    because someone holds it open for writing.
+    """
+    reads = account_tables_read(audience, by_key)
+    if not reads:
+        return {}
+    if not account_tables.exists:
+        raise dg.Failure(
+            f"audience {audience.key!r} reads {', '.join(reads)}, but nothing has come home from ActiveCampaign "
+            f"yet (no {account_tables.path}): run the read-back first (materialize activecampaign_list_members "
+            "for the audiences whose lists it reads), then this audience",
+            allow_retries=False,
+        )
+    return {ACCOUNT_TABLES_ALIAS: account_tables.path}
 
 
 class AudienceChangesConfig(dg.Config):
@@ -37,7 +85,10 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         code_version="1",
     )
     def audience_members(
-        context: dg.AssetExecutionContext, customer_360: DuckDBResource, audiences: AudienceCatalog
+        context: dg.AssetExecutionContext,
+        customer_360: DuckDBResource,
+        audiences: AudienceCatalog,
+        account_tables: AccountTablesResource,
     ) -> dg.Output[pl.DataFrame]:
         """The people in this audience right now, as ActiveCampaign contacts.
 
@@ -45,6 +96,8 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         mapped fields and a status: `member` (one per email: these are who the list should hold),
         `rejected` (an email ActiveCampaign would refuse, with the reason), `duplicate` (another row
         has the same email and won), `excluded` (on a suppression list or in an excluded audience).
+        Audience SQL may also read what came home from ActiveCampaign, e.g. to leave out people who
+        opted out of a list (`activecampaign.opt_outs`).
         """
         started = time.perf_counter()
         catalog = audiences.load()
@@ -55,8 +108,9 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                 "or point AC_PIPELINE_CUSTOMER_360 at yours",
                 allow_retries=False,
             )
+        attach = _attach(audience, catalog.by_key, account_tables)
         # Audience SQL runs with DuckDB's external access off and its configuration locked (see audiences/sql.py).
-        with locked_connection(customer_360.database, customer_360.connection_config) as connection:
+        with locked_connection(customer_360.database, customer_360.connection_config, attach=attach) as connection:
             check_against_columns(audience, connection, catalog.source)
             rows = compute_members(connection, audience, catalog.by_key, catalog.source)
         by_status = dict(rows.group_by("status").len().iter_rows())
