@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from ac_pipeline.defs.activecampaign.account_assets import ACCOUNT_ASSETS, account_import_job
 from ac_pipeline.defs.activecampaign.assets import POOL, build_sync_asset
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, activecampaign_resource
 from ac_pipeline.defs.activecampaign.sensors import build_pool_wait_sensor
@@ -31,8 +32,8 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
         "to its ActiveCampaign list. One run per audience (partition).",
     )
     return dg.Definitions(
-        assets=[members, changes, push],
-        jobs=[sync_job],
+        assets=[members, changes, push, *ACCOUNT_ASSETS],
+        jobs=[sync_job, account_import_job],
         schedules=[build_daily_sync(sync_job, partitions)],
         sensors=[build_pool_wait_sensor(POOL)],
         resources={
