@@ -8,7 +8,9 @@ from dagster_duckdb import DuckDBResource
 
 from ac_pipeline.defs.activecampaign.account_assets import ACCOUNT_ASSETS, account_import_job
 from ac_pipeline.defs.activecampaign.assets import POOL, build_sync_asset
+from ac_pipeline.defs.activecampaign.readback_assets import build_readback_asset
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, activecampaign_resource
+from ac_pipeline.defs.activecampaign.schedules import build_daily_reconcile
 from ac_pipeline.defs.activecampaign.sensors import build_pool_wait_sensor
 from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
@@ -24,6 +26,7 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
     partitions = audience_partitions(where.audiences)
     members, changes = build_audience_assets(partitions)
     push = build_sync_asset(partitions)
+    list_members = build_readback_asset(partitions)
     sync_job = dg.define_asset_job(
         "audience_sync",
         selection=dg.AssetSelection.assets(members, changes, push),
@@ -31,10 +34,18 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
         description="Compute each audience, diff it against the last confirmed sync, and push the changes "
         "to its ActiveCampaign list. One run per audience (partition).",
     )
+    reconcile_job = dg.define_asset_job(
+        "list_reconcile",
+        selection=dg.AssetSelection.assets(list_members),
+        partitions_def=partitions,
+        description="Read each audience's ActiveCampaign list back and reconcile the sync snapshot with it: "
+        "opt-outs and bounces come home, deleted contacts are sent again by the next sync, hand edits are "
+        "reported and repaired. Run config `full` reads whole lists; `resync` rebuilds the snapshot.",
+    )
     return dg.Definitions(
-        assets=[members, changes, push, *ACCOUNT_ASSETS],
-        jobs=[sync_job, account_import_job],
-        schedules=[build_daily_sync(sync_job, partitions)],
+        assets=[members, changes, push, list_members, *ACCOUNT_ASSETS],
+        jobs=[sync_job, reconcile_job, account_import_job],
+        schedules=[build_daily_sync(sync_job, partitions), build_daily_reconcile(reconcile_job, partitions)],
         sensors=[build_pool_wait_sensor(POOL)],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.

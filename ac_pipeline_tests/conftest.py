@@ -37,6 +37,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> I
         "AC_PIPELINE_STATE",
         "AC_PIPELINE_ASSETS",
         "AC_PIPELINE_SANDBOX_STATE",
+        "AC_PIPELINE_ACTIVECAMPAIGN_DB",
         "DAGSTER_HOME",
         "ACTIVECAMPAIGN_API_URL",
         "ACTIVECAMPAIGN_API_KEY",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -25,7 +27,7 @@ from ac_pipeline.activecampaign.errors import (
     error_from_answer,
 )
 from ac_pipeline.activecampaign.ratelimit import BulkKind, RateLimiter, RateLimits, RateLimitTimeout
-from ac_pipeline.activecampaign.transport import ClientStats, Transport
+from ac_pipeline.activecampaign.transport import ClientStats, Transport, api_path
 
 # The client's own names first; then names this module offered before the split into transport.py and
 # bulk_import.py, kept importable from here because other modules import them from here.
@@ -299,6 +301,13 @@ class ActiveCampaignClient:
     def contact_lists(self, contact_id: int | str) -> list[dict[str, Any]]:
         """The contact's list memberships (list, status...)."""
         return self.request("GET", f"contacts/{_id(contact_id)}/contactLists").get("contactLists") or []
+
+    def get_dated(self, path: str, params: dict[str, Any]) -> tuple[dict[str, Any], datetime | None]:
+        """GET one page, with the server's clock from the answer's `Date` header (None when absent): a
+        read-back asks next time for what changed since then, by the server's clock, not ours."""
+        response = self._transport.send("GET", api_path(path), params=params)
+        date = response.headers.get("date")
+        return self._transport.parse_body(response, "GET", path), parsedate_to_datetime(date) if date else None
 
     def iter_list_members(self, list_id: int | str, status: int = 1) -> Iterator[dict[str, Any]]:
         """Every contact with this status on the list, in id order, paged by `id_greater` (not offsets)."""

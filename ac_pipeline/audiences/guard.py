@@ -9,11 +9,28 @@ for every audience, or a comma-separated list of audience keys) from the UI, or 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ac_pipeline.audiences.config import RemovalGuard
 
 OVERRIDE_TAG = "ac_pipeline/allow_removals"
+
+# The run config that lets one run through: `dagster asset materialize` and `dagster job launch` take it as
+# --config-json (they have no option for run tags), and the UI's launchpad takes it as YAML.
+ALLOW_REMOVALS_RUN_CONFIG = {"ops": {"audience_changes": {"config": {"allow_removals": True}}}}
+
+
+def override_hint(audience_key: str) -> str:
+    """How a person lets one run through, from the UI and from the command line."""
+    config = json.dumps(ALLOW_REMOVALS_RUN_CONFIG)
+    return (
+        f"If this is intended, let one run through: in the UI, launch it with the run tag {OVERRIDE_TAG}=true "
+        f"(or ={audience_key}); from the command line, run "
+        "dagster asset materialize -m ac_pipeline.definitions "
+        f"--select audience_members,audience_changes,activecampaign_sync --partition {audience_key} "
+        f"--config-json '{config}'"
+    )
 
 
 @dataclass(frozen=True)

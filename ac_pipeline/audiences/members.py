@@ -23,7 +23,7 @@ anything else about a customer never costs a request.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import duckdb
 import polars as pl
@@ -71,9 +71,9 @@ def _where(condition: str) -> str:
 def select_sql(audience: Audience, source: Source) -> str:
     """The DuckDB query for one audience: its rows, every mapped value as text, and `fields_hash`.
 
-    `fields_hash` fingerprints what is sent to ActiveCampaign: md5 over the mapped values joined by a
-    unit separator, NULL written as a NUL byte so that NULL and '' differ, and the audience's tags
-    folded in so that changing them updates every contact. DuckDB computes it inside the scan, on
+    `fields_hash` fingerprints what is sent to ActiveCampaign (`fields_hash_sql`): md5 over the mapped
+    values joined by a unit separator, and the audience's tags folded in so that changing them updates
+    every contact. DuckDB computes it inside the scan, on
     every core, and md5 is the same in every version (Polars' own hash is not promised stable).
     """
     mapped = audience.fields.expressions()
@@ -86,10 +86,25 @@ def select_sql(audience: Audience, source: Source) -> str:
     ]
     # Column aliases come from custom field titles in the file: a '"' in a title is doubled, so it stays a name.
     columns += [f"{_text(expr) if expr else 'NULL::VARCHAR'} AS {_alias(name)}" for name, expr in values.items()]
-    hashed = [f"coalesce({_text(expr)}, chr(0))" if expr else "chr(0)" for expr in values.values()]
-    tags = json.dumps(sorted(audience.tags)).replace("'", "''")
-    columns.append(f"md5(concat_ws(chr(31), {', '.join(hashed)}, '{tags}')) AS fields_hash")
+    hashed = {name: _text(expr) if expr else None for name, expr in values.items()}
+    tags = "'" + tags_text(audience.tags).replace("'", "''") + "'"
+    columns.append(f"{fields_hash_sql(hashed, tags)} AS fields_hash")
     return f"SELECT {', '.join(columns)} FROM {quote_table(source.table)} {_where(audience.condition)}"
+
+
+def tags_text(tags: Iterable[str]) -> str:
+    """The tags as `fields_hash` folds them in."""
+    return json.dumps(sorted(tags))
+
+
+def fields_hash_sql(values: Mapping[str, str | None], tags: str) -> str:
+    """The SQL of `fields_hash` over text expressions of the standard fields then the custom fields (None for
+    a standard field the audience does not map) and a text expression of the tags. The members' query and
+    the read-back (readback/reader.py) both use it, so a value as ActiveCampaign holds it hashes the same
+    as the value the audience sent. An empty value hashes as '' whether it was NULL or '': both are sent as
+    ''. A field the audience does not map hashes as a NUL byte, which no sent value can be."""
+    hashed = [f"coalesce({expr}, '')" if expr is not None else "chr(0)" for expr in values.values()]
+    return f"md5(concat_ws(chr(31), {', '.join(hashed)}, {tags}))"
 
 
 def emails_sql(audience: Audience, source: Source) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,6 +91,12 @@ class Audience(_Strict):
     # `builtins.list`: the field `list` above hides the built-in inside this class.
     tags: builtins.list[str] = Field(default_factory=builtins.list)
     removal_guard: RemovalGuard = Field(default_factory=RemovalGuard)
+    # Contacts on the list that the sync did not put there (added by hand, by a form): `keep` leaves them
+    # alone, `remove` takes them in so that the next sync removes those outside the audience (the removal
+    # guard still applies). Reported by the read-back either way.
+    unmanaged: Literal["keep", "remove"] = "keep"
+    # The read-back's drift check warns when more than this share of the list drifted since the last sync.
+    drift_warning_share: float = Field(default=0.05, ge=0, le=1)
     # Imported contacts start automations unless excluded; most list syncs must not trigger them.
     exclude_automations: bool = True
 

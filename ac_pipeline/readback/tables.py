@@ -57,12 +57,12 @@ MIGRATIONS: dict[int, list[str]] = {
         # it was the person's (DESIGN.md), so nobody is left out of an exclusion for want of a reason. No NULL
         # email: one would make `x NOT IN (SELECT email FROM opt_outs)` true for nobody, emptying the audience.
         """CREATE VIEW opt_outs AS
-            SELECT email, list, list_id, audience, status, status_changed_at AS "at", how, unsubscribed_by
+            SELECT email, list, list_id, audience, status, status_changed_at AS changed_at, how, unsubscribed_by
             FROM list_members
             WHERE status IN ('unsubscribed', 'bounced') AND unsubscribed_by IS DISTINCT FROM 'sync'
                 AND email IS NOT NULL""",
         """CREATE VIEW unsubscribes AS
-            SELECT email, list, list_id, audience, status, status_changed_at AS "at", how, unsubscribed_by
+            SELECT email, list, list_id, audience, status, status_changed_at AS changed_at, how, unsubscribed_by
             FROM list_members
             WHERE status IN ('unsubscribed', 'bounced')""",
         """CREATE TABLE contact_tags (

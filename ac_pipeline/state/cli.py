@@ -1,9 +1,9 @@
 """`ac-pipeline state`: look at and repair the sync state by hand.
 
 `forget AUDIENCE` drops what the state believes about one audience's list (snapshot, intent journal,
-destination), keeping the ledger and runs as history. It is the way out when the list was recreated or
-the account changed: the next sync refuses to send a diff against the old snapshot until you do this
-and then adopt the list (the activecampaign_sync config `adopt_list: true`).
+destination, last read-back), keeping the ledger and runs as history. The next sync then reads the list
+back and rebuilds the snapshot from it (a resync). A sync does that by itself when the list was recreated
+or the account changed; forgetting is for starting over by hand.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ def _forget(args: argparse.Namespace) -> int:
         return 2
     print(
         f"forgot {args.audience!r}: {removed['snapshot']:,} snapshot rows, {removed['journal']:,} journal rows. "
-        "Next, run its sync with the activecampaign_sync config `adopt_list: true` "
-        "(or the run tag ac_pipeline/adopt_list=true)"
+        "Its next sync reads the list back and rebuilds the snapshot from it (a resync)"
     )
     return 0

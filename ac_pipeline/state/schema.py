@@ -68,6 +68,36 @@ MIGRATIONS: dict[int, list[str]] = {
             recorded_at TIMESTAMPTZ NOT NULL
         )""",
     ],
+    3: [
+        # The last read-back of each audience's list (readback/): one row per contact on the list, as
+        # ActiveCampaign holds it. An incremental read merges what changed since into it.
+        """CREATE TABLE list_members (
+            audience VARCHAR NOT NULL,
+            contact_id VARCHAR NOT NULL,
+            email VARCHAR NOT NULL,
+            list_status SMALLINT NOT NULL,
+            fields_hash VARCHAR,
+            -- the contactLists record's dates and unsubscribe fields, the mapped values and the tags, as JSON:
+            -- what they are depends on the audience
+            record VARCHAR NOT NULL,
+            "values" VARCHAR NOT NULL,
+            tags VARCHAR NOT NULL,
+            contact_updated_at VARCHAR,
+            PRIMARY KEY (audience, contact_id)
+        )""",
+        # Which list that read describes, the ids it resolved, and the server's clock when it began (the
+        # next incremental read asks for what changed since).
+        """CREATE TABLE list_reads (
+            audience VARCHAR PRIMARY KEY,
+            account VARCHAR NOT NULL,
+            list_id VARCHAR NOT NULL,
+            field_ids VARCHAR NOT NULL,
+            tag_ids VARCHAR NOT NULL,
+            began_at TIMESTAMPTZ NOT NULL,
+            full_at TIMESTAMPTZ NOT NULL,
+            members BIGINT NOT NULL
+        )""",
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -57,6 +57,54 @@ def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType], what: str) ->
     )
 
 
+def upsert_snapshot(
+    connection: duckdb.DuckDBPyConnection, audience: str, run_id: str, rows: pl.DataFrame, now: datetime
+) -> None:
+    """Write snapshot rows (SNAPSHOT_COLUMNS), inside the caller's transaction, as table `snapshot_rows`.
+
+    A contact id or hash already known is kept when the new row has none; `removed_at` lives only as long as
+    the status is `removed`."""
+    connection.register("snapshot_rows", _conform(rows, SNAPSHOT_COLUMNS, "snapshot rows"))
+    connection.execute(
+        """INSERT INTO snapshot
+           SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now, removed_at
+           FROM snapshot_rows
+           ON CONFLICT (audience, email) DO UPDATE SET
+               fields_hash = coalesce(excluded.fields_hash, fields_hash),
+               contact_id = coalesce(excluded.contact_id, contact_id),
+               status = excluded.status,
+               reason = excluded.reason,
+               run_id = excluded.run_id,
+               updated_at = excluded.updated_at,
+               removed_at = CASE WHEN excluded.status = 'removed'
+                   THEN coalesce(excluded.removed_at, snapshot.removed_at) END""",
+        {"audience": audience, "run_id": run_id, "now": now},
+    )
+
+
+def append_ledger(
+    connection: duckdb.DuckDBPyConnection, audience: str, run_id: str, rows: pl.DataFrame, now: datetime
+) -> None:
+    """Append ledger rows (LEDGER_COLUMNS), inside the caller's transaction."""
+    connection.register("ledger_rows", _conform(rows, LEDGER_COLUMNS, "ledger rows"))
+    connection.execute(
+        "INSERT INTO ledger SELECT $run_id, $audience, email, op, batch, status, reason, $now FROM ledger_rows",
+        {"audience": audience, "run_id": run_id, "now": now},
+    )
+
+
+def write_destination(
+    connection: duckdb.DuckDBPyConnection, audience: str, account: str, list_id: str, now: datetime
+) -> None:
+    """Record which account and list the audience's snapshot describes."""
+    connection.execute(
+        """INSERT INTO destination VALUES (?, ?, ?, ?)
+           ON CONFLICT (audience) DO UPDATE SET
+               account = excluded.account, list_id = excluded.list_id, recorded_at = excluded.recorded_at""",
+        [audience, account, list_id, now],
+    )
+
+
 class SyncState:
     """The state file. Cheap to construct; every method opens and closes its own connection."""
 
@@ -126,9 +174,8 @@ class SyncState:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return StateError(
             f"the sync state file {self.path} cannot be read ({first}); it is damaged or not a DuckDB file. "
-            "Restore it from a backup, or move it aside: without it every audience whose list already has "
-            "members is refused until you adopt the list (run the sync with the activecampaign_sync config "
-            "`adopt_list: true`), so nothing is guessed"
+            "Restore it from a backup, or move it aside: without it each audience's next sync reads its list back "
+            "and rebuilds the snapshot from it (a resync), taking every unsubscribed contact for an opt-out"
         )
 
     @staticmethod
@@ -183,7 +230,8 @@ class SyncState:
     def commit_confirmed(
         self, audience: str, run_id: str, confirmed: pl.DataFrame, ledger: pl.DataFrame | None = None
     ) -> int:
-        """Record what ActiveCampaign confirmed, in one transaction: the only way the snapshot moves.
+        """Record what ActiveCampaign confirmed, in one transaction: the only way a push moves the snapshot
+        (reconciliation's corrections, from what the list holds, go through state.readback).
 
         `confirmed` has one row per contact: email, status (member/removed/opted_out/rejected), and
         fields_hash, contact_id, reason, removed_at where known. Their intent-journal rows are cleared. A contact id already known is kept when the
@@ -206,29 +254,14 @@ class SyncState:
             connection.execute("BEGIN TRANSACTION")
             try:
                 if not confirmed.is_empty():
-                    connection.register("confirmed_rows", confirmed)
-                    connection.execute(
-                        """INSERT INTO snapshot
-                           SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now, removed_at
-                           FROM confirmed_rows
-                           ON CONFLICT (audience, email) DO UPDATE SET
-                               fields_hash = coalesce(excluded.fields_hash, fields_hash),
-                               contact_id = coalesce(excluded.contact_id, contact_id),
-                               status = excluded.status,
-                               reason = excluded.reason,
-                               run_id = excluded.run_id,
-                               updated_at = excluded.updated_at,
-                               removed_at = CASE WHEN excluded.status = 'removed'
-                                   THEN coalesce(excluded.removed_at, snapshot.removed_at) END""",
-                        {"audience": audience, "run_id": run_id, "now": now},
-                    )
+                    upsert_snapshot(connection, audience, run_id, confirmed, now)
                     # Settled: no longer in flight.
                     connection.execute(
-                        "DELETE FROM journal WHERE audience = $audience AND email IN (SELECT email FROM confirmed_rows)",
+                        "DELETE FROM journal WHERE audience = $audience AND email IN (SELECT email FROM snapshot_rows)",
                         {"audience": audience},
                     )
                 if ledger_rows is not None:
-                    self._append_ledger(connection, audience, run_id, ledger_rows, now)
+                    append_ledger(connection, audience, run_id, ledger_rows, now)
                 connection.execute("COMMIT")
             except Exception:
                 connection.execute("ROLLBACK")
@@ -236,16 +269,6 @@ class SyncState:
         return confirmed.height
 
     # --- the ledger and runs ------------------------------------------------------------------
-
-    @staticmethod
-    def _append_ledger(
-        connection: duckdb.DuckDBPyConnection, audience: str, run_id: str, rows: pl.DataFrame, now: datetime
-    ) -> None:
-        connection.register("ledger_rows", rows)
-        connection.execute(
-            "INSERT INTO ledger SELECT $run_id, $audience, email, op, batch, status, reason, $now FROM ledger_rows",
-            {"audience": audience, "run_id": run_id, "now": now},
-        )
 
     def ledger(self, audience: str, run_id: str | None = None) -> pl.DataFrame:
         query = "SELECT run_id, email, op, batch, status, reason, recorded_at FROM ledger WHERE audience = $audience"
@@ -353,22 +376,17 @@ class SyncState:
 
     def record_destination(self, audience: str, account: str, list_id: str) -> None:
         with self.connect() as connection:
-            connection.execute(
-                """INSERT INTO destination VALUES (?, ?, ?, ?)
-                   ON CONFLICT (audience) DO UPDATE SET
-                       account = excluded.account, list_id = excluded.list_id, recorded_at = excluded.recorded_at""",
-                [audience, account, list_id, _now()],
-            )
+            write_destination(connection, audience, account, list_id, _now())
 
     def forget(self, audience: str) -> dict[str, int]:
-        """Drop what the state believes about the audience's list (snapshot, journal, destination), in
+        """Drop what the state believes about the audience's list (snapshot, journal, destination, read-back), in
         one transaction, keeping the ledger and runs as history. The next sync then treats the list as
-        unknown and must adopt it. Returns the rows removed per table."""
+        unknown and resyncs from it. Returns the rows removed per table."""
         removed: dict[str, int] = {}
         with self.connect() as connection:
             connection.execute("BEGIN TRANSACTION")
             try:
-                for table in ("snapshot", "journal", "destination"):
+                for table in ("snapshot", "journal", "destination", "list_members", "list_reads"):
                     count = connection.execute(f"SELECT count(*) FROM {table} WHERE audience = ?", [audience])
                     removed[table] = int(count.fetchall()[0][0])
                     connection.execute(f"DELETE FROM {table} WHERE audience = ?", [audience])

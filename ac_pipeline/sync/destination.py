@@ -7,6 +7,7 @@ configuration error with the fix spelled out, raised before a single contact is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
 from ac_pipeline.audiences.config import Audience
@@ -30,7 +31,10 @@ def _perstag(key: str) -> str | None:
     return key.strip("%").upper() if key.startswith("%") and key.endswith("%") and len(key) > 2 else None
 
 
-def resolve_list(client: ActiveCampaignClient, audience: Audience) -> tuple[str, bool]:
+def resolve_list(client: ActiveCampaignClient, audience: Audience, known_id: str | None = None) -> tuple[str, bool]:
+    """The list's id (`known_id` when the caller just looked it up), creating the list if allowed."""
+    if known_id is not None:
+        return known_id, False
     target = audience.list
     found = client.find_list(target.name)
     if found is not None:
@@ -54,35 +58,45 @@ def resolve_list(client: ActiveCampaignClient, audience: Audience) -> tuple[str,
     return str(created["id"]), True
 
 
-def resolve_fields(client: ActiveCampaignClient, audience: Audience) -> tuple[dict[str, str], list[str]]:
-    wanted = list(audience.fields.custom)
-    if not wanted:
-        return {}, []
-    fields = client.list_fields()
+def match_fields(fields: list[dict[str, Any]], audience: Audience) -> tuple[dict[str, str], list[str]]:
+    """The audience's custom fields found among the account's `fields` (title -> id), and the titles not
+    found. A `%PERSTAG%` key matches the field's personalisation tag; any other key its title, ignoring case."""
     by_title = {str(f.get("title", "")).strip().lower(): str(f["id"]) for f in fields}
     by_tag = {str(f.get("perstag", "")).strip().upper(): str(f["id"]) for f in fields}
     resolved: dict[str, str] = {}
-    created: list[str] = []
-    for key in wanted:
+    missing: list[str] = []
+    for key in audience.fields.custom:
         tag = _perstag(key)
         field_id = by_tag.get(tag) if tag else by_title.get(key.strip().lower())
         if field_id is None:
-            if not audience.fields.create_missing:
-                known = ", ".join(sorted(f"{f.get('title')} (%{f.get('perstag')}%)" for f in fields)) or "none"
-                raise DestinationError(
-                    f"audience {audience.key!r}: no custom field {key!r} in ActiveCampaign (known: {known}). "
-                    "Create it under Contacts -> Fields, fix the name in fields.custom, "
-                    "or set fields.create_missing: true"
-                )
-            title = tag.replace("_", " ").title() if tag else key
-            body = {"field": {"type": "text", "title": title, "perstag": tag or ""}}
-            field_id = str(client.request("POST", "fields", json=body)["field"]["id"])
-            created.append(key)
-        resolved[key] = field_id
-    return resolved, created
+            missing.append(key)
+        else:
+            resolved[key] = field_id
+    return resolved, missing
 
 
-def resolve(client: ActiveCampaignClient, audience: Audience) -> Destination:
-    list_id, created_list = resolve_list(client, audience)
+def resolve_fields(client: ActiveCampaignClient, audience: Audience) -> tuple[dict[str, str], list[str]]:
+    if not audience.fields.custom:
+        return {}, []
+    fields = client.list_fields()
+    resolved, missing = match_fields(fields, audience)
+    if missing and not audience.fields.create_missing:
+        known = ", ".join(sorted(f"{f.get('title')} (%{f.get('perstag')}%)" for f in fields)) or "none"
+        raise DestinationError(
+            f"audience {audience.key!r}: no custom field {missing[0]!r} in ActiveCampaign (known: {known}). "
+            "Create it under Contacts -> Fields, fix the name in fields.custom, "
+            "or set fields.create_missing: true"
+        )
+    for key in missing:
+        tag = _perstag(key)
+        title = tag.replace("_", " ").title() if tag else key
+        body = {"field": {"type": "text", "title": title, "perstag": tag or ""}}
+        resolved[key] = str(client.request("POST", "fields", json=body)["field"]["id"])
+    # In the audience's order: payloads list the fields in that order.
+    return {key: resolved[key] for key in audience.fields.custom}, missing
+
+
+def resolve(client: ActiveCampaignClient, audience: Audience, known_list_id: str | None = None) -> Destination:
+    list_id, created_list = resolve_list(client, audience, known_list_id)
     field_ids, created_fields = resolve_fields(client, audience)
     return Destination(list_id, field_ids, created_list, tuple(created_fields))

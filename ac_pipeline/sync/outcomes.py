@@ -51,6 +51,8 @@ class PushResult:
     list_id: str | None = None
     created_list: bool = False
     created_fields: tuple[str, ...] = ()
+    # The snapshot was rebuilt from the list first (its destination changed, or a resync was asked for).
+    resynced: bool = False
 
     @property
     def accounted(self) -> int:

@@ -26,7 +26,10 @@ from typing import Any
 import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
+from ac_pipeline.audiences.changes import diff as audience_diff
 from ac_pipeline.audiences.config import Audience
+from ac_pipeline.audiences.guard import evaluate, override_hint
+from ac_pipeline.readback.list_read import read_back
 from ac_pipeline.state.store import SyncState
 from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
 from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
@@ -35,7 +38,15 @@ from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
 from ac_pipeline.sync.payloads import ContactShape, may_be_refused, refusal
 from ac_pipeline.sync.single import SingleSender
 
-__all__ = ["SMALL_CHANGE_SET", "DestinationChanged", "Push", "PushIncomplete", "PushResult", "outstanding"]
+__all__ = [
+    "SMALL_CHANGE_SET",
+    "DestinationChanged",
+    "Push",
+    "PushIncomplete",
+    "PushResult",
+    "RemovalsHeld",
+    "outstanding",
+]
 
 # The API reference recommends contact/sync over bulk import for fewer than 10 contacts.
 SMALL_CHANGE_SET = 10
@@ -43,6 +54,10 @@ SMALL_CHANGE_SET = 10
 
 class DestinationChanged(RuntimeError):
     """The snapshot does not describe the list the push would write to; retrying cannot help."""
+
+
+class RemovalsHeld(RuntimeError):
+    """A resync would remove more than the removal guard allows; a person must let it through."""
 
 
 def outstanding(changes: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
@@ -77,7 +92,8 @@ class Push:
         log: Callable[[str], None] = print,
         poll_interval: float = 1.0,
         max_in_flight: int = 20,
-        adopt_list: bool = False,
+        resync: bool = False,
+        allow_removals: bool = False,
     ):
         self.client, self.state, self.audience, self.run_id = client, state, audience, run_id
         # Who the list belongs to: the account's API URL, or the built-in sandbox's own account id.
@@ -85,44 +101,64 @@ class Push:
         self.log = log
         self.poll_interval = poll_interval
         self.max_in_flight = max_in_flight
-        self.adopt_list = adopt_list
+        # Rebuild the snapshot from the list before pushing, even when the destination did not change.
+        self.resync = resync
+        # A person let this run remove more than the removal guard allows (its override tag or config).
+        self.allow_removals = allow_removals
 
-    def run(self, changes: pl.DataFrame) -> PushResult:
+    def run(self, changes: pl.DataFrame, members: pl.DataFrame | None = None) -> PushResult:
+        """Push `changes` (audience_changes). `members` (audience_members) lets the push diff again after a
+        resync; without them a destination that changed is refused."""
         started, requests_before = time.monotonic(), self.client.stats.requests
         snapshot = self.state.snapshot(self.audience.key)
+        recorded = self.state.destination(self.audience.key)
+        # One request on every push, changes or not: a list deleted or recreated behind the pipeline's back
+        # is found by the next sync, not only by the next one that happens to have changes.
+        found = self.client.find_list(self.audience.list.name)
+        list_id = str(found["id"]) if found is not None else None
+        why = self._destination_moved(recorded, list_id, snapshot)
+        result = PushResult(pending={}, already_confirmed=0)
+        if why is not None or self.resync:
+            if members is None:
+                raise self._refusal(why or "a resync was asked for")
+            snapshot = self._resync(why or "a resync was asked for", result)
+        # What an earlier attempt of this sync confirmed (a retry, or a re-run after a crash) is not sent again.
+        result.already_confirmed = changes.height - outstanding(changes, snapshot).height
+        if members is not None:
+            # Diff again, against the snapshot as it is now: a resync, or a reconciliation that ran since
+            # audience_changes was computed, may have moved it. The removal guard holds these removals too.
+            changes = audience_diff(members, snapshot)
+            self._guard(changes, snapshot, members)
         todo = outstanding(changes, snapshot)
         by_op = dict(todo.group_by("op").len().iter_rows()) if todo.height else {}
-        result = PushResult(
-            pending={op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")},
-            already_confirmed=changes.height - todo.height,
-        )
+        result.pending = {op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")}
         if result.already_confirmed:
             self.log(f"resuming: {result.already_confirmed:,} changes were confirmed by an earlier attempt")
-        recorded = self.state.destination(self.audience.key)
-        if recorded is not None and recorded[0] != self.account:
-            # Checked even when nothing changed (it costs no request): a green "nothing to do" against
-            # another account would claim a list in step that this account may not even have.
-            self._refuse_other_destination(recorded, recorded[1])
         if todo.height:
-            self._send(todo, snapshot, result, recorded)
+            self._send(todo, snapshot, result, list_id)
             missing = todo.height - result.accounted
             if missing:
                 # A safety net under every path: a contact without an outcome is never reported as synced.
                 raise PushIncomplete(
                     f"{missing:,} of {todo.height:,} contacts have no outcome; the push did not finish"
                 )
+        elif list_id is not None and recorded != (self.account, list_id):
+            self.state.record_destination(self.audience.key, self.account, list_id)
+        result.list_id = result.list_id or list_id
         result.requests = self.client.stats.requests - requests_before
         result.seconds = time.monotonic() - started
         return result
 
-    def _send(
-        self, todo: pl.DataFrame, snapshot: pl.DataFrame, result: PushResult, recorded: tuple[str, str] | None
-    ) -> None:
+    def _send(self, todo: pl.DataFrame, snapshot: pl.DataFrame, result: PushResult, list_id: str | None) -> None:
         attempt_started = datetime.now(UTC)
-        destination = resolve(self.client, self.audience)
-        result.list_id, result.created_list = destination.list_id, destination.created_list
-        result.created_fields = destination.created_fields
-        self._check_destination(destination.list_id, destination.created_list, snapshot, recorded)
+        destination = resolve(self.client, self.audience, result.list_id or list_id)
+        # A resync may have created the list and fields already, in this attempt.
+        result.list_id, result.created_list = destination.list_id, result.created_list or destination.created_list
+        result.created_fields = result.created_fields + destination.created_fields
+        if self.state.destination(self.audience.key) != (self.account, destination.list_id):
+            # A new list (created just now, or the first sync's), or a snapshot from before destinations
+            # were recorded: from now on the snapshot describes this list.
+            self.state.record_destination(self.audience.key, self.account, destination.list_id)
         shape = ContactShape(
             list_id=destination.list_id,
             standard_fields=tuple(self.audience.fields.expressions()),
@@ -160,40 +196,28 @@ class Push:
 
     # -- before sending ----------------------------------------------------------------------------
 
-    def _check_destination(
-        self, list_id: str, created_list: bool, snapshot: pl.DataFrame, recorded: tuple[str, str] | None
-    ) -> None:
-        """The snapshot must describe this account's list; otherwise nothing is sent."""
-        key, name = self.audience.key, self.audience.list.name
-        if recorded == (self.account, list_id):
-            return
+    def _destination_moved(
+        self, recorded: tuple[str, str] | None, list_id: str | None, snapshot: pl.DataFrame
+    ) -> str | None:
+        """Why the snapshot does not describe the list the push would write to, or None when it does."""
+        name = self.audience.list.name
         if recorded is not None:
-            self._refuse_other_destination(recorded, list_id)
-        if snapshot.is_empty() and not created_list and not self.adopt_list:
+            if list_id is None:
+                return f"list {name!r} no longer exists in {self.account} (the snapshot describes list {recorded[1]})"
+            if recorded != (self.account, list_id):
+                return (
+                    f"the snapshot describes list {recorded[1]} in {recorded[0]}, but list {name!r} is {list_id} in "
+                    f"{self.account} (a recreated list, or another account)"
+                )
+            return None
+        if snapshot.is_empty() and list_id is not None:
             held = self._contacts_on_list(list_id)
             if held:
-                raise DestinationChanged(
-                    f"audience {key!r}: the sync state has no record of list {name!r} ({list_id}), which already "
-                    f"holds {held:,} contacts (the state file was lost, or the list was filled some other way). "
-                    "Nothing was sent: nobody on it is taken for someone who unsubscribed. Restore the state file "
-                    "from a backup, or adopt the list: run the sync with the activecampaign_sync config "
-                    "`adopt_list: true` (or the run tag ac_pipeline/adopt_list=true). Adopting sends every audience "
-                    "member as an add; people who unsubscribed stay unsubscribed, and contacts outside the audience "
-                    "are left on the list"
+                return (
+                    f"the sync state has no record of list {name!r} ({list_id}), which already holds {held:,} "
+                    "contacts (the state file was lost, or the list was filled some other way)"
                 )
-        if not snapshot.is_empty():
-            self.log(f"recording that the snapshot of {key!r} describes list {list_id} in {self.account}")
-        self.state.record_destination(key, self.account, list_id)
-
-    def _refuse_other_destination(self, recorded: tuple[str, str], list_id: str) -> None:
-        key, name = self.audience.key, self.audience.list.name
-        raise DestinationChanged(
-            f"audience {key!r}: the sync state describes list {recorded[1]} in {recorded[0]}, but list {name!r} "
-            f"is {list_id} in {self.account} (a recreated list, or another account). Its snapshot says nothing "
-            "about this list, so nothing was sent. To start over on the list as it is now: "
-            f"`ac-pipeline state forget {key}`, then run the sync again (with the activecampaign_sync config "
-            "`adopt_list: true`, or the run tag ac_pipeline/adopt_list=true, if the list already holds contacts)"
-        )
+        return None
 
     def _contacts_on_list(self, list_id: str) -> int:
         """Subscribed plus unsubscribed contacts on the list (two requests)."""
@@ -202,6 +226,52 @@ class Push:
             answer = self.client.request("GET", "contacts", params={"listid": list_id, "status": status, "limit": 1})
             total += int((answer.get("meta") or {}).get("total") or 0)
         return total
+
+    def _refusal(self, why: str) -> DestinationChanged:
+        return DestinationChanged(
+            f"audience {self.audience.key!r}: {why}. Nothing was sent. Its list must be read back and the snapshot "
+            "rebuilt from it first (a resync): run the audience_sync job, which does it by itself, or the "
+            "list_reconcile job with the config `resync: true`"
+        )
+
+    def _resync(self, why: str, result: PushResult) -> pl.DataFrame:
+        """Rebuild the snapshot from the list as it is (readback.list_read), and return it.
+
+        Nobody unsubscribed is re-subscribed: an unsubscribe the list's own record does not prove was the
+        sync's counts as the person's. Removals are never dropped: every active contact the sync put there (or,
+        when the state knows of nobody, every active contact) is a member of the rebuilt snapshot, so whoever
+        is not in the audience is removed, held by the removal guard like any other removal."""
+        self.log(f"{why}: reading the list back to rebuild the snapshot before sending anything")
+        destination = resolve(self.client, self.audience)
+        result.list_id, result.created_list = destination.list_id, destination.created_list
+        result.created_fields = destination.created_fields
+        outcome = read_back(
+            self.client,
+            self.state,
+            self.audience,
+            self.run_id,
+            account=self.account,
+            resync=True,
+            list_id=destination.list_id,
+            log=self.log,
+        )
+        result.resynced = True
+        counts = ", ".join(f"{n:,} {kind}" for kind, n in outcome.reconciliation.counts().items() if n) or "no drift"
+        self.log(f"resynced from the {outcome.members.height:,} contacts on the list: {counts}")
+        return self.state.snapshot(self.audience.key)
+
+    def _guard(self, changes: pl.DataFrame, snapshot: pl.DataFrame, members: pl.DataFrame) -> None:
+        synced = snapshot.filter(pl.col("status") == "member").height
+        removals = changes.filter(pl.col("op") == "remove").height
+        audience_size = (
+            members.filter(pl.col("status") == "member").height if "status" in members.columns else members.height
+        )
+        verdict = evaluate(self.audience.removal_guard, synced, removals, audience_size)
+        if not verdict.passed and not self.allow_removals:
+            raise RemovalsHeld(
+                f"audience {self.audience.key!r}: {verdict.reason}. Nothing was sent. "
+                f"{override_hint(self.audience.key)}"
+            )
 
     def _set_aside_refusals(self, todo: pl.DataFrame, shape: ContactShape, recorder: Recorder) -> pl.DataFrame:
         """Contacts ActiveCampaign would refuse (a value over a field's limit) are rejected with the reason;

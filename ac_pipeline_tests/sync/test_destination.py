@@ -1,11 +1,13 @@
 """The snapshot describes one account's list, and the push never sends a diff against anything else.
 
-- A state file deleted between runs, at several points of a list's life: the push refuses (nothing is
-  sent, nobody is taken for an opt-out); adopting the list then syncs it without re-subscribing anyone.
-- Another account (another URL, or the built-in sandbox reset) or a forgotten audience: refused, then
-  `ac-pipeline state forget` and adopt.
-- The built-in sandbox launcher refuses a sandbox started for another home.
-- A damaged state file fails with a message naming the file and the way out.
+When the list is not the one the snapshot describes, the push reads it back and rebuilds the snapshot from
+it first (a resync), by itself:
+- a state file deleted between runs, at several points of a list's life: a list in step costs 0 writes,
+  and nobody unsubscribed is re-subscribed (without the state nothing proves an unsubscribe the sync's);
+- another account (another URL, or the built-in sandbox reset): the audience is synced there from scratch;
+- a forgotten audience (`ac-pipeline state forget`): the same resync.
+Also: the built-in sandbox launcher refuses a sandbox started for another home, and a damaged state file
+fails with a message naming the file and the way out.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from ac_pipeline_tests.fixtures.pipeline import Pipeline
 from ac_pipeline_tests.sync.consent_world import LIST, PANEL_YAML, World
 
 SENDS = ("POST /api/3/import/bulk_import", "POST /api/3/contact/sync", "POST /api/3/contactLists")
-ADOPT = {"ops": {"activecampaign_sync": {"config": {"adopt_list": True}}}}
 
 
 def sends(world: World) -> int:
@@ -51,7 +52,7 @@ def delete_state(world: World) -> None:
 
 
 @pytest.mark.parametrize("moment", ["after_first_sync", "after_removals", "after_opt_outs"])
-def test_a_lost_state_file_is_refused_then_adopted_without_resubscribing_anyone(world: World, moment: str) -> None:
+def test_a_lost_state_file_resyncs_without_resubscribing_anyone(world: World, moment: str) -> None:
     world.sync()
     members = sorted(world.pipeline.audience("panel"))
     themselves, removed = set(members[:3]), set(members[3:6])
@@ -65,49 +66,45 @@ def test_a_lost_state_file_is_refused_then_adopted_without_resubscribing_anyone(
     delete_state(world)
 
     before = sends(world)
-    refused = world.pipeline.sync("panel")
-    assert not refused.success
-    message = failure(refused)
-    assert "no record of list 'Panel'" in message and "adopt_list" in message, message
-    assert sends(world) == before  # nothing was sent
-    assert world.pipeline.state.snapshot("panel").is_empty()
-
-    adopted = world.sync(run_config=ADOPT)
-    assert adopted["failed"] == 0
+    resynced = world.sync()
+    assert resynced["resynced"] is True and resynced["failed"] == 0
     unsubscribed = (themselves if moment == "after_opt_outs" else set()) | (
         removed if moment != "after_first_sync" else set()
     )
     # Without the state nothing proves an unsubscribe ours: everyone unsubscribed stays so (when in doubt, don't).
-    assert adopted["opted_out"] == len(unsubscribed)
+    assert world.status_of(unsubscribed) == dict.fromkeys(unsubscribed, "opted_out")
     world.assert_truth(never_resubscribed=unsubscribed)
-    assert world.sync()["requests"] == 0
+    assert sends(world) == before  # the list was in step with what may be sent: nothing was written
+    assert world.sync()["requests"] == 1
 
 
-def test_another_account_is_refused_until_the_audience_is_forgotten_and_adopted(
-    world: World, make_sandbox, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("how", ["another_url", "forgotten"])
+def test_another_account_or_a_forgotten_audience_resyncs(
+    world: World, how: str, make_sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world.sync()
-    other = make_sandbox()
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", other.url)
-    moved = World(Pipeline(home=world.pipeline.home, sandbox=other, defs=build_definitions()))
-    refused = moved.pipeline.sync("panel")
-    assert not refused.success
-    message = failure(refused)
-    assert "the sync state describes list" in message and "ac-pipeline state forget panel" in message, message
-    assert sends(moved) == 0
-
-    forget = subprocess.run(
-        [sys.executable, "-m", "ac_pipeline.cli", "state", "forget", "panel", "--yes"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=60,
-    )
-    assert forget.returncode == 0, forget.stdout + forget.stderr
-    assert "forgot 'panel'" in forget.stdout
-    first = moved.sync()  # the list is new in this account: created, so nothing to adopt
-    assert first["adds"] == len(moved.pipeline.audience("panel"))
-    moved.assert_truth()
+    if how == "another_url":
+        other = make_sandbox()
+        monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", other.url)
+        world = World(Pipeline(home=world.pipeline.home, sandbox=other, defs=build_definitions()))
+    else:
+        forget = subprocess.run(
+            [sys.executable, "-m", "ac_pipeline.cli", "state", "forget", "panel", "--yes"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=60,
+        )
+        assert forget.returncode == 0, forget.stdout + forget.stderr
+        assert "forgot 'panel'" in forget.stdout
+    before = sends(world)
+    first = world.sync()
+    assert first["resynced"] is True
+    if how == "another_url":  # the list is new in this account: everyone is sent
+        assert first["adds"] == len(world.pipeline.audience("panel"))
+    else:  # the same list, still in step: nothing to write
+        assert sends(world) == before
+    world.assert_truth()
 
 
 def test_the_built_in_sandbox_reset_is_another_account(home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,11 +123,15 @@ def test_the_built_in_sandbox_reset_is_another_account(home: Paths, monkeypatch:
 
     admin = SandboxAdmin(f"http://127.0.0.1:{resource.sandbox_port}")
     admin.reset()  # a new account behind the same port and file
-    refused = sync()
-    assert not refused.success
-    message = failure(refused)
-    assert "the sync state describes list" in message and "sandbox:" in message, message
-    assert int(admin.requests()["by_path_status"].get("POST /api/3/import/bulk_import", {}).get("200", 0)) == 0
+    again = sync()
+    assert again.success
+    assert int(admin.requests()["by_path_status"].get("POST /api/3/import/bulk_import", {}).get("200", 0)) >= 1
+    pushed = next(
+        e.materialization.metadata
+        for e in again.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "activecampaign_sync"
+    )
+    assert pushed["resynced"].value is True
 
 
 def test_the_launcher_refuses_a_sandbox_started_for_another_home(
@@ -161,10 +162,6 @@ def test_a_damaged_state_file_says_which_file_and_the_way_out(world: World, dama
     state.with_name(state.name + ".wal").unlink(missing_ok=True)
     state.write_bytes({"truncated": data[: len(data) // 3], "garbage": b"not a database" * 100, "empty": b""}[damage])
     result = world.pipeline.sync("panel")
-    assert not result.success
     message = failure(result)
-    if damage == "empty":
-        # An empty file is no database at all: DuckDB starts a new one, and the list then needs adopting.
-        assert "adopt_list" in message, message
-    else:
-        assert str(state) in message and "cannot be read" in message and "backup" in message, message
+    assert not result.success
+    assert str(state) in message and "cannot be read" in message and "backup" in message, message

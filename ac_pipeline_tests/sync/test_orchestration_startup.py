@@ -50,23 +50,29 @@ def test_definitions_validate_from_the_command_line(tmp_path: Path) -> None:
 def test_every_asset_says_what_it_means_and_the_push_is_pooled_and_retried(home: Paths) -> None:
     defs = build_definitions()
     specs = list(defs.resolve_all_asset_specs())
-    assert {s.key.to_user_string() for s in specs} == {"audience_members", "audience_changes", PUSH}
+    talking_to_activecampaign = {PUSH, "activecampaign_list_members", "activecampaign_lists", "activecampaign_tags"}
+    assert {s.key.to_user_string() for s in specs} == {
+        "audience_members",
+        "audience_changes",
+    } | talking_to_activecampaign
     for spec in specs:
         assert spec.description and len(spec.description.split()) >= 10, spec.key
     job = defs.resolve_job_def(JOB)
     assert job.description
     assert job.partitions_def.get_partition_keys() == KEYS
 
-    push = defs.resolve_assets_def(PUSH)
-    assert push.op.pool == "activecampaign"
-    policy = push.op.retry_policy
+    for name in talking_to_activecampaign:  # they share the account's budget
+        assert defs.resolve_assets_def(name).op.pool == "activecampaign", name
+    policy = defs.resolve_assets_def(PUSH).op.retry_policy
     assert policy is not None and policy.max_retries >= 1
-    # Only the push talks to ActiveCampaign: the audience steps take no slot in the pool.
+    # Only those talk to ActiveCampaign: the audience steps take no slot in the pool.
     for name in ("audience_members", "audience_changes"):
         assert defs.resolve_assets_def(name).op.pool is None
 
     [check] = list(defs.resolve_assets_def("audience_changes").check_specs)
     assert check.name == "removal_guard" and check.blocking and check.description
+    [drift] = list(defs.resolve_assets_def("activecampaign_list_members").check_specs)
+    assert drift.name == "drift" and not drift.blocking and drift.description
 
 
 # --- the built-in sandbox -----------------------------------------------------------------------

@@ -35,11 +35,12 @@ def test_first_sync_then_only_what_changed(pipeline: Pipeline) -> None:
     )
     assert pipeline.sandbox.admin.requests()["total"] - before == pushed["requests"]
 
-    # Nothing changed: nothing is sent.
-    before = pipeline.sandbox.admin.requests()["total"]
+    # Nothing changed: nothing is sent. One read proves the list is still the one the snapshot describes.
+    before = pipeline.sandbox.admin.requests()
     third = pipeline.sync("vip_customers")
-    assert third.success and materialization(third, "activecampaign_sync")["requests"] == 0
-    assert pipeline.sandbox.admin.requests()["total"] == before
+    assert third.success and materialization(third, "activecampaign_sync")["requests"] == 1
+    after = pipeline.sandbox.admin.requests()
+    assert after["total"] == before["total"] + 1
 
 
 def test_a_small_change_set_goes_one_by_one_and_removed_people_come_back(pipeline: Pipeline) -> None:
@@ -98,7 +99,7 @@ def test_refused_contacts_are_recorded_and_not_sent_again(pipeline: Pipeline) ->
     assert all("exclusion" in reason for reason in reasons), reasons
     assert pipeline.listed("welcome_series") == pipeline.audience("welcome_series") - set(blocked)
     again = pipeline.sync("welcome_series")
-    assert again.success and materialization(again, "activecampaign_sync")["requests"] == 0
+    assert again.success and materialization(again, "activecampaign_sync")["requests"] == 1  # GET /lists
 
 
 def test_a_dry_run_sends_nothing_and_says_what_it_would_send(pipeline: Pipeline) -> None:

@@ -1,22 +1,24 @@
 """The push: each audience's changes become its ActiveCampaign list."""
 
 import time
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from ac_pipeline.activecampaign import AuthError
+from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
 from ac_pipeline.defs.activecampaign.local_sandbox import SandboxUnavailable
 from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.sync.destination import DestinationError
 from ac_pipeline.sync.plan import plan
-from ac_pipeline.sync.push import DestinationChanged, Push, PushIncomplete
+from ac_pipeline.sync.push import DestinationChanged, Push, PushIncomplete, RemovalsHeld
 
 # One push per ActiveCampaign account at a time: the account's 5 requests a second are shared by all.
 POOL = "activecampaign"
 DRY_RUN_TAG = "ac_pipeline/dry_run"
-ADOPT_LIST_TAG = "ac_pipeline/adopt_list"
+RESYNC_TAG = "ac_pipeline/resync"
 
 
 def _say_how_long_it_waited_for_the_pool(context: dg.AssetExecutionContext) -> None:
@@ -37,13 +39,20 @@ def _say_how_long_it_waited_for_the_pool(context: dg.AssetExecutionContext) -> N
         )
 
 
+def _removals_allowed(context: dg.AssetExecutionContext, key: str) -> bool:
+    """Whether a person let this run remove more than the guard allows: the run tag, or the run config of
+    audience_changes (the push applies the guard itself to the removals a resync finds)."""
+    ops: Any = (context.run.run_config or {}).get("ops") or {}
+    configured = bool(((ops.get("audience_changes") or {}).get("config") or {}).get("allow_removals"))
+    return configured or overridden(context.run.tags.get(OVERRIDE_TAG), key)
+
+
 class SyncConfig(dg.Config):
     # Show what would be sent (counts per operation, sample payloads, requests) and send nothing.
     dry_run: bool = False
-    # The sync state has no record of the list while the list already holds contacts (a lost state file,
-    # or a list filled some other way): send every audience member as an add. Nobody unsubscribed is
-    # re-subscribed (bulk import never does); contacts outside the audience are left on the list.
-    adopt_list: bool = False
+    # Rebuild the snapshot from the list (read back in full) before pushing. The push does it by itself
+    # when the list is not the one the snapshot describes (recreated, another account, a lost state file).
+    resync: bool = False
 
 
 def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -61,6 +70,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
     def activecampaign_sync(
         context: dg.AssetExecutionContext,
         config: SyncConfig,
+        audience_members: pl.DataFrame,
         audience_changes: pl.DataFrame,
         activecampaign: ActiveCampaignResource,
         audiences: AudienceCatalog,
@@ -107,13 +117,14 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     account=account,
                     log=context.log.info,
                     poll_interval=activecampaign.poll_interval,
-                    adopt_list=config.adopt_list or context.run.tags.get(ADOPT_LIST_TAG, "").lower() == "true",
+                    resync=config.resync or context.run.tags.get(RESYNC_TAG, "").lower() == "true",
+                    allow_removals=_removals_allowed(context, key),
                 )
                 try:
-                    result = push.run(audience_changes)
+                    result = push.run(audience_changes, audience_members)
                 finally:
                     stats = client.stats
-        except (DestinationError, DestinationChanged, SandboxUnavailable, AuthError) as exc:
+        except (DestinationError, DestinationChanged, RemovalsHeld, SandboxUnavailable, AuthError) as exc:
             # Configuration to fix in ActiveCampaign, audiences.yaml or the sync state: retrying cannot help.
             state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
             raise dg.Failure(str(exc), allow_retries=False) from None
@@ -153,7 +164,8 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                 "contacts_per_minute": round(sent / seconds * 60, 1) if sent and seconds else 0.0,
                 "requests_per_change": round(result.requests / sent, 4) if sent else 0.0,
                 "list": audience.list.name,
-                "list_id": result.list_id or "",
+                **({"list_id": result.list_id} if result.list_id else {}),
+                "resynced": result.resynced,
                 "list_created": result.created_list,
                 "fields_created": ", ".join(result.created_fields),
                 "settled_from_journal": result.settled_from_journal,

@@ -9,26 +9,9 @@ import json
 import dagster as dg
 
 from ac_pipeline.audiences.config import Audience
-from ac_pipeline.audiences.guard import OVERRIDE_TAG, evaluate
+from ac_pipeline.audiences.guard import ALLOW_REMOVALS_RUN_CONFIG, OVERRIDE_TAG, evaluate, override_hint
 
 REMOVAL_GUARD = "removal_guard"
-# The run config that lets one run through: `dagster asset materialize` and `dagster job launch` take it as
-# --config-json (they have no option for run tags), and the UI's launchpad takes it as YAML.
-ALLOW_REMOVALS_RUN_CONFIG = {"ops": {"audience_changes": {"config": {"allow_removals": True}}}}
-
-
-def override_hint(audience_key: str) -> str:
-    """How a person lets one run through, from the UI and from the command line."""
-    config = json.dumps(ALLOW_REMOVALS_RUN_CONFIG)
-    return (
-        f"If this is intended, let one run through: in the UI, launch it with the run tag {OVERRIDE_TAG}=true "
-        f"(or ={audience_key}); from the command line, run "
-        "dagster asset materialize -m ac_pipeline.definitions "
-        f"--select audience_members,audience_changes,activecampaign_sync --partition {audience_key} "
-        f"--config-json '{config}'"
-    )
-
-
 removal_guard_spec = dg.AssetCheckSpec(
     REMOVAL_GUARD,
     asset="audience_changes",
