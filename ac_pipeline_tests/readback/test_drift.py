@@ -227,3 +227,49 @@ def _defs():
     from ac_pipeline.definitions import build_definitions
 
     return build_definitions()
+
+
+@pytest.mark.parametrize("lost", ["state_file", "forgotten"])
+def test_a_resync_never_drops_a_removal(world: World, lost: str) -> None:
+    world.sync()
+    gone = set(victims(world, seed=21, n=4))
+    extra = strangers(world, n=2)  # on the list by hand, never the sync's
+    if lost == "state_file":
+        for leftover in (world.pipeline.home.state, world.pipeline.home.state.with_name("state.duckdb.wal")):
+            leftover.unlink(missing_ok=True)
+    else:
+        world.pipeline.state.forget("panel")  # the ledger stays: it knows whom the sync added
+    world.leave(gone)  # they leave the audience while the state knows nothing of the list
+    synced = world.sync()
+    assert synced["resynced"] is True
+    listed = world.subscribed()
+    assert not gone & listed  # removed: a resync does not forget who left
+    if lost == "state_file":  # nothing tells the sync's contacts from a user's: the list is the audience's
+        assert synced["removals"] == len(gone) + len(extra)
+        world.assert_truth()
+    else:  # the ledger does: the hand-added are unmanaged, kept
+        assert synced["removals"] == len(gone)
+        assert listed == world.pipeline.audience("panel") | set(extra)
+
+
+def test_removals_a_reconciliation_causes_are_held_by_the_removal_guard(world: World) -> None:
+    world.pipeline.home.audiences.write_text(
+        PANEL_YAML.replace("    tags: [panel]", "    tags: [panel]\n    unmanaged: remove")
+    )
+    world = World(world.pipeline.__class__(world.pipeline.home, world.pipeline.sandbox, _defs()))
+    world.sync()
+    sandbox = world.pipeline.sandbox
+    many = [f"walk.in{i}@example.org" for i in range(150)]  # over 20% of the ~490 members
+    with ActiveCampaignClient(sandbox.url, sandbox.api_key) as client:
+        list_id = str(client.find_list(LIST)["id"])  # type: ignore[index]
+        batch = client.bulk_import([{"email": e, "subscribe": [{"listid": list_id}]} for e in many])
+        client.wait_for_import(batch, poll_interval=0.05)
+    assert reconcile(world)["adopted"] == len(many)
+    before = sends(world)
+    held = world.pipeline.sync("panel")
+    assert not held.success
+    assert sends(world) == before
+    assert set(many) <= world.subscribed()
+    allowed = world.sync(tags={"ac_pipeline/allow_removals": "panel"})
+    assert allowed["removals"] == len(many)
+    world.assert_truth()
