@@ -64,11 +64,14 @@ def read_back(
     full: bool = False,
     resync: bool = False,
     list_id: str | None = None,
+    audience_emails: pl.Series | None = None,
     log: Callable[[str], None] = print,
 ) -> ReadBackResult:
     """Read the audience's list, reconcile the snapshot with it and commit both (see the module docstring).
 
-    `list_id`: the list, when the caller resolved it already (the push); otherwise it is looked up by name."""
+    `list_id`: the list, when the caller resolved it already (the push); otherwise it is looked up by name.
+    `audience_emails`: the audience's members, when the caller has them (the push): in a resync, those on the
+    list are taken as the audience's, so that a list in step costs no write even when the state was lost."""
     started, requests_before = time.monotonic(), client.stats.requests
     key = audience.key
     store = ReadBackState(state)
@@ -104,15 +107,23 @@ def read_back(
     in_flight = state.journal(key).get_column("email")
     adopt = None
     if resync:
-        adopt = ownership(members, snapshot, store.confirmed_sends(key), audience.unmanaged)
+        known = store.confirmed_sends(key)
+        if audience_emails is not None:
+            known = pl.concat([known, audience_emails])
+        adopt = ownership(members, snapshot, known, audience.unmanaged)
     elif audience.unmanaged == "remove":
         adopt = members.get_column("email")
     outcome = reconcile(
         members, snapshot, in_flight=in_flight, adopt=adopt, same_destination=recorded == here or recorded is None
     )
+    # The ledger says why the snapshot moved: drift that changed it, and refreshed rows (a contact id learnt, an
+    # adoption). Unmanaged contacts left alone are reported in the metadata, not written again every read.
+    touched = pl.concat([outcome.upserts.get_column("email"), outcome.forgotten]).implode()
     ledger = pl.concat(
         [
-            outcome.drift.select("email", op=pl.lit("reconcile"), status="kind", reason="detail"),
+            outcome.drift.filter(pl.col("email").is_in(touched)).select(
+                "email", op=pl.lit("reconcile"), status="kind", reason="detail"
+            ),
             outcome.upserts.join(outcome.drift.select("email"), on="email", how="anti").select(
                 "email", op=pl.lit("reconcile"), status=pl.lit("refreshed"), reason="reason"
             ),

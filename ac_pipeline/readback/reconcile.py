@@ -53,14 +53,16 @@ class Reconciliation:
 def ownership(read: pl.DataFrame, snapshot: pl.DataFrame, known: Iterable[str], policy: str) -> pl.Series:
     """For a full resync: the active contacts to take in as the audience's members.
 
-    With `unmanaged: remove`, every active contact. With `keep`, the ones the pipeline knows it put there (the
-    snapshot, or a confirmed send in the ledger); but when it knows of nobody at all (the state was lost),
-    every active contact, as the audience's list is then all there is to go by. Removals that follow are
-    held by the removal guard as always."""
+    With `unmanaged: remove`, every active contact. With `keep`, those the pipeline has reason to call its own:
+    in the snapshot, sent with success by an earlier sync (the ledger), or in the audience now (`known` holds
+    the last two). Whoever else is on the list is unmanaged, and kept: with no record at all (a lost state
+    file, a list filled before the first sync), nothing tells someone who left the audience from someone a
+    colleague added, and an unsubscribe the sync cannot prove it owes is one it does not make. Removals that
+    follow are held by the removal guard as always."""
     active = read.filter(pl.col("list_status").is_in([0, 1])).get_column("email")
-    known_emails = pl.concat([snapshot.get_column("email"), pl.Series("email", list(known), dtype=pl.String)])
-    if policy == "remove" or known_emails.is_empty():
+    if policy == "remove":
         return active
+    known_emails = pl.concat([snapshot.get_column("email"), pl.Series("email", list(known), dtype=pl.String)])
     return active.filter(active.is_in(known_emails.implode()))
 
 

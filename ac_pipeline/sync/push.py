@@ -121,7 +121,8 @@ class Push:
         if why is not None or self.resync:
             if members is None:
                 raise self._refusal(why or "a resync was asked for")
-            snapshot = self._resync(why or "a resync was asked for", result)
+            in_audience = members.filter(pl.col("status") == "member") if "status" in members.columns else members
+            snapshot = self._resync(why or "a resync was asked for", result, in_audience.get_column("email"))
         # What an earlier attempt of this sync confirmed (a retry, or a re-run after a crash) is not sent again.
         result.already_confirmed = changes.height - outstanding(changes, snapshot).height
         if members is not None:
@@ -234,13 +235,13 @@ class Push:
             "list_reconcile job with the config `resync: true`"
         )
 
-    def _resync(self, why: str, result: PushResult) -> pl.DataFrame:
+    def _resync(self, why: str, result: PushResult, audience_emails: pl.Series) -> pl.DataFrame:
         """Rebuild the snapshot from the list as it is (readback.list_read), and return it.
 
         Nobody unsubscribed is re-subscribed: an unsubscribe the list's own record does not prove was the
-        sync's counts as the person's. Removals are never dropped: every active contact the sync put there (or,
-        when the state knows of nobody, every active contact) is a member of the rebuilt snapshot, so whoever
-        is not in the audience is removed, held by the removal guard like any other removal."""
+        sync's counts as the person's. Removals are never dropped: every active contact the sync put there
+        (snapshot, ledger) is a member of the rebuilt snapshot, so whoever is not in the audience is removed,
+        held by the removal guard like any other removal (reconcile.ownership says who else counts)."""
         self.log(f"{why}: reading the list back to rebuild the snapshot before sending anything")
         destination = resolve(self.client, self.audience)
         result.list_id, result.created_list = destination.list_id, destination.created_list
@@ -253,6 +254,7 @@ class Push:
             account=self.account,
             resync=True,
             list_id=destination.list_id,
+            audience_emails=audience_emails,
             log=self.log,
         )
         result.resynced = True

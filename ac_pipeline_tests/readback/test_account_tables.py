@@ -89,7 +89,9 @@ def test_the_views_tell_opt_outs_from_the_syncs_own_removals(tmp_path: Path) -> 
         ("pending@x.com", "unconfirmed", None),
     )
     tables.write_list_members("vip", 7, "VIP customers", read, READ_AT)
-    opt_outs = query(tables.path, 'SELECT email, list, list_id, audience, status, changed_at, how FROM opt_outs ORDER BY 1')
+    opt_outs = query(
+        tables.path, "SELECT email, list, list_id, audience, status, changed_at, how FROM opt_outs ORDER BY 1"
+    )
     assert [row[0] for row in opt_outs] == ["automation@x.com", "bounced@x.com", "person@x.com", "unknown@x.com"]
     assert opt_outs[2] == ("person@x.com", "VIP customers", "7", "vip", "unsubscribed", CHANGED, "by person")
     unsubscribes = query(tables.path, "SELECT email, unsubscribed_by FROM unsubscribes ORDER BY 1")

@@ -243,13 +243,13 @@ def test_a_resync_never_drops_a_removal(world: World, lost: str) -> None:
     synced = world.sync()
     assert synced["resynced"] is True
     listed = world.subscribed()
-    assert not gone & listed  # removed: a resync does not forget who left
-    if lost == "state_file":  # nothing tells the sync's contacts from a user's: the list is the audience's
-        assert synced["removals"] == len(gone) + len(extra)
-        world.assert_truth()
-    else:  # the ledger does: the hand-added are unmanaged, kept
-        assert synced["removals"] == len(gone)
+    if lost == "forgotten":  # the ledger knows who the sync added: who left is removed, the hand-added kept
+        assert synced["removals"] == len(gone) and not gone & listed
         assert listed == world.pipeline.audience("panel") | set(extra)
+    else:  # no record at all: nothing tells who left from who was added by hand; both kept, and reported
+        assert synced["removals"] == 0
+        assert listed == world.pipeline.audience("panel") | set(extra) | gone
+        assert reconcile(world)["drift_unmanaged"] == len(gone) + len(extra)
 
 
 def test_removals_a_reconciliation_causes_are_held_by_the_removal_guard(world: World) -> None:
