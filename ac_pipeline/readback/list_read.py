@@ -24,6 +24,8 @@ from ac_pipeline.state.readback import ListRead, ReadBackState
 from ac_pipeline.state.store import SyncState
 from ac_pipeline.sync.destination import match_fields
 
+# A full read pages through this many id ranges side by side (reader.read_pages).
+FULL_READ_LANES = 3
 # Without a Date header the server's clock is unknown: ask from this far back by ours.
 UNKNOWN_CLOCK_MARGIN = timedelta(minutes=10)
 
@@ -98,7 +100,7 @@ def read_back(
             why = "the list's active count disagreed with the incremental read (a contact deleted?)"
     if list_id is not None and why is not None:
         ids = resolve_ids(client, audience, list_id)
-        pages, began = read_pages(client, ids, audience)
+        pages, began = read_pages(client, ids, audience, lanes=FULL_READ_LANES)
         members, changed_contacts = with_hash(pages, audience), pages.height
         began = began or datetime.now(UTC) - UNKNOWN_CLOCK_MARGIN
         read = ListRead(account, list_id, ids.field_ids, ids.tag_ids, began, began, members.height)

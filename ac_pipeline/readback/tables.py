@@ -21,7 +21,6 @@ transaction: a reader never sees half an audience.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +29,9 @@ import duckdb
 import polars as pl
 
 from ac_pipeline.audiences.members import normalise_email
+from ac_pipeline.duckdb_files import connect_waiting, first_line, migrate, read_schema_version
 
 # How long a write waits for another process to let go of the file before giving up.
-LOCK_WAIT_SECONDS = 60
 
 LIST_STATUSES = ("unconfirmed", "active", "unsubscribed", "bounced")
 UNSUBSCRIBED_BY = ("person", "automation", "sync", "user_or_unknown", "bounce")
@@ -241,7 +240,7 @@ class AccountTables:
         if not self.path.exists():
             return 0
         with contextlib.closing(self._open(read_only=True)) as connection:
-            return self._version(connection)
+            return read_schema_version(connection)
 
     def _replace(
         self, table: str, where: str | None, rows: pl.DataFrame, select: str, params: dict[str, object]
@@ -272,65 +271,22 @@ class AccountTables:
         connection = self._open(read_only=False)
         try:
             connection.execute("SET enable_progress_bar = false")  # no bars on a step's stderr
-            version = self._version(connection)
+            version = read_schema_version(connection)
             if version > SCHEMA_VERSION:
                 raise AccountTablesError(
                     f"{self.path} has schema version {version}, newer than this ac-pipeline understands "
                     f"({SCHEMA_VERSION}); upgrade ac-pipeline, or point AC_PIPELINE_ACTIVECAMPAIGN_DB at another file"
                 )
-            self._migrate(connection, version)
+            migrate(connection, version, MIGRATIONS)
             yield connection
         finally:
             connection.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open the file, waiting while another process holds it.
+        return connect_waiting(self.path, read_only, unreadable=self._unreadable, locked=AccountTablesError)
 
-        DuckDB lets one process at a time have a file open for writing, and refuses every other process
-        meanwhile, readers included: the read-back of one audience may write while another's members step
-        reads, or the customer 360's owner queries. Each holds the file briefly, so waiting is the answer.
-        """
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        pause = 0.05
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.Error as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                if not (isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()):
-                    raise AccountTablesError(
-                        f"the ActiveCampaign account tables {self.path} cannot be opened ({first}); if the file is "
-                        "damaged, move it aside: the next read-back writes it anew"
-                    ) from None
-                if time.monotonic() + pause > deadline:
-                    raise AccountTablesError(
-                        f"{self.path} stayed locked by another process for {LOCK_WAIT_SECONDS} s; is something "
-                        "holding it open for writing (a DuckDB shell, a notebook)? Close it and run again"
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
-
-    @staticmethod
-    def _version(connection: duckdb.DuckDBPyConnection) -> int:
-        exists = connection.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-        ).fetchall()[0][0]
-        if not exists:
-            return 0
-        return int(connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0])
-
-    @staticmethod
-    def _migrate(connection: duckdb.DuckDBPyConnection, current: int) -> None:
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                connection.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-                )
-                for statement in MIGRATIONS[version]:
-                    connection.execute(statement)
-                connection.execute("INSERT INTO schema_version VALUES (?, ?)", [version, datetime.now(UTC)])
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
+    def _unreadable(self, exc: Exception) -> AccountTablesError:
+        return AccountTablesError(
+            f"the ActiveCampaign account tables {self.path} cannot be opened ({first_line(exc)}); if the file is "
+            "damaged, move it aside: the next read-back writes it anew"
+        )

@@ -129,12 +129,18 @@ class ReadBackState:
         with self.state.connect() as connection:
             connection.execute("BEGIN TRANSACTION")
             try:
+                connection.register("read_rows", encoded)
                 if full or read is None:
                     connection.execute("DELETE FROM list_members WHERE audience = ?", [key])
+                else:  # merged in: the contacts read replace their earlier rows
+                    connection.execute(
+                        "DELETE FROM list_members WHERE audience = ? AND contact_id IN (SELECT contact_id FROM read_rows)",
+                        [key],
+                    )
                 if read is None:
                     connection.execute("DELETE FROM list_reads WHERE audience = ?", [key])
                 else:
-                    self._write_read(connection, key, read, encoded)
+                    self._write_read(connection, key, read)
                 if upserts.height:
                     upsert_snapshot(connection, key, run_id, upserts, now)
                 if forgotten.len():
@@ -153,10 +159,9 @@ class ReadBackState:
                 raise
 
     @staticmethod
-    def _write_read(connection: duckdb.DuckDBPyConnection, key: str, read: ListRead, encoded: pl.DataFrame) -> None:
-        connection.register("read_rows", encoded)
+    def _write_read(connection: duckdb.DuckDBPyConnection, key: str, read: ListRead) -> None:
         connection.execute(
-            """INSERT OR REPLACE INTO list_members
+            """INSERT INTO list_members
                SELECT $audience, contact_id, email, list_status, fields_hash, record, "values", tags,
                       contact_updated_at FROM read_rows""",
             {"audience": key},

@@ -19,7 +19,6 @@ own process.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from ac_pipeline.duckdb_files import connect_waiting, first_line, is_lock_error, migrate, read_schema_version
 from ac_pipeline.state.schema import (
     JOURNAL_COLUMNS,
     LEDGER_COLUMNS,
@@ -35,9 +35,6 @@ from ac_pipeline.state.schema import (
     SNAPSHOT_COLUMNS,
     SNAPSHOT_STATUSES,
 )
-
-# How long a step waits for another process to let go of the state file before giving up.
-LOCK_WAIT_SECONDS = 60
 
 
 class StateError(RuntimeError):
@@ -121,12 +118,12 @@ class SyncState:
         connection = self._open(read_only)
         try:
             connection.execute("SET enable_progress_bar = false")  # no bars on a step's stderr
-            version = self._version(connection)
+            version = read_schema_version(connection)
             if version < SCHEMA_VERSION:
                 if read_only:
                     connection.close()
                     connection = self._open(read_only=False)
-                self._migrate(connection, version)
+                migrate(connection, version, MIGRATIONS)
             elif version > SCHEMA_VERSION:
                 raise StateError(
                     f"{self.path} has schema version {version}, newer than this ac-pipeline understands "
@@ -140,71 +137,26 @@ class SyncState:
             duckdb.FatalException,
         ) as exc:
             # A damaged file often opens and fails at the first read of a damaged block.
-            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+            if is_lock_error(exc):
                 raise
             raise self._unreadable(exc) from None
         finally:
             connection.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open the file, waiting while another process holds it.
-
-        DuckDB lets one process at a time have a file open for writing, and refuses every other process
-        meanwhile, readers included. Audiences sync side by side (a backfill runs them in parallel), so one
-        run's diff may ask while another run's push commits: each holds the file for milliseconds, so
-        waiting a little is the answer, not failing the step.
-        """
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        pause = 0.05
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.Error as exc:
-                if not (isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()):
-                    raise self._unreadable(exc) from None
-                if time.monotonic() + pause > deadline:
-                    raise StateError(
-                        f"{self.path} stayed locked by another process for {LOCK_WAIT_SECONDS} s; is something "
-                        "holding it open (a DuckDB shell, a notebook)? Close it and run again"
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
+        return connect_waiting(self.path, read_only, unreadable=self._unreadable, locked=StateError)
 
     def _unreadable(self, exc: Exception) -> StateError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return StateError(
             f"the sync state file {self.path} cannot be read ({first}); it is damaged or not a DuckDB file. "
             "Restore it from a backup, or move it aside: without it each audience's next sync reads its list back "
             "and rebuilds the snapshot from it (a resync), taking every unsubscribed contact for an opt-out"
         )
 
-    @staticmethod
-    def _version(connection: duckdb.DuckDBPyConnection) -> int:
-        exists = connection.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-        ).fetchall()[0][0]
-        if not exists:
-            return 0
-        return connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
-
-    def _migrate(self, connection: duckdb.DuckDBPyConnection, current: int) -> None:
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                connection.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-                )
-                for statement in MIGRATIONS[version]:
-                    connection.execute(statement)
-                connection.execute("INSERT INTO schema_version VALUES (?, ?)", [version, _now()])
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
-
     def schema_version(self) -> int:
         with self.connect(read_only=True) as connection:
-            return self._version(connection)
+            return read_schema_version(connection)
 
     # --- the snapshot -------------------------------------------------------------------------
 

@@ -1,0 +1,75 @@
+"""The DuckDB files this project owns (the sync state, the account tables): opening one while another process
+may hold it, and the versioned migrations that build them.
+
+DuckDB lets one process at a time have a file open for writing, and refuses every other process meanwhile,
+readers included. Steps run side by side (a backfill runs audiences in parallel), and each holds a file for
+milliseconds, so waiting a little is the answer, not failing the step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+# How long a step waits for another process to let go of a file before giving up.
+LOCK_WAIT_SECONDS = 60
+
+
+def first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def is_lock_error(exc: Exception) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def connect_waiting(
+    path: Path, read_only: bool, *, unreadable: Callable[[Exception], Exception], locked: type[Exception]
+) -> duckdb.DuckDBPyConnection:
+    """Open the file, waiting up to LOCK_WAIT_SECONDS while another process holds it. `unreadable` makes the
+    error for a file that cannot be opened for another reason; a file that stays locked raises `locked`."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            if not is_lock_error(exc):
+                raise unreadable(exc) from None
+            if time.monotonic() + pause > deadline:
+                raise locked(
+                    f"{path} stayed locked by another process for {LOCK_WAIT_SECONDS} s; is something holding it "
+                    "open (a DuckDB shell, a notebook)? Close it and run again"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def read_schema_version(connection: duckdb.DuckDBPyConnection) -> int:
+    exists = connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
+    return int(connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0])
+
+
+def migrate(connection: duckdb.DuckDBPyConnection, current: int, migrations: dict[int, list[str]]) -> None:
+    """Take the database from version `current` to the last of `migrations`, one transaction per version."""
+    for version in range(current + 1, max(migrations) + 1):
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            for statement in migrations[version]:
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_version VALUES (?, ?)", [version, datetime.now(UTC)])
+            connection.execute("COMMIT")
+        except Exception:
+            connection.execute("ROLLBACK")
+            raise
