@@ -10,7 +10,7 @@ from ac_pipeline.defs.activecampaign.account_assets import ACCOUNT_ASSETS, accou
 from ac_pipeline.defs.activecampaign.assets import POOL, build_sync_asset
 from ac_pipeline.defs.activecampaign.readback_assets import build_readback_asset
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, activecampaign_resource
-from ac_pipeline.defs.activecampaign.schedules import build_daily_reconcile
+from ac_pipeline.defs.activecampaign.schedules import build_daily_account_import, build_daily_reconcile
 from ac_pipeline.defs.activecampaign.sensors import build_pool_wait_sensor
 from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
@@ -45,7 +45,11 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[members, changes, push, list_members, *ACCOUNT_ASSETS],
         jobs=[sync_job, reconcile_job, account_import_job],
-        schedules=[build_daily_sync(sync_job, partitions), build_daily_reconcile(reconcile_job, partitions)],
+        schedules=[
+            build_daily_sync(sync_job, partitions),
+            build_daily_reconcile(reconcile_job, partitions),
+            build_daily_account_import(account_import_job),
+        ],
         sensors=[build_pool_wait_sensor(POOL)],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.

@@ -16,3 +16,15 @@ def build_daily_reconcile(job, partitions: dg.StaticPartitionsDefinition) -> dg.
             yield dg.RunRequest(run_key=f"{key}:{context.scheduled_execution_time:%Y-%m-%d}", partition_key=key)
 
     return daily_list_reconcile
+
+
+def build_daily_account_import(job) -> dg.ScheduleDefinition:
+    """The account's lists and tags, read at 05:00 UTC with the lists' members (stopped until turned on)."""
+    return dg.ScheduleDefinition(
+        name="daily_account_import",
+        job=job,
+        cron_schedule="0 5 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="The account's lists and tags come home at 05:00 UTC, for audiences built on them.",
+    )
