@@ -47,18 +47,25 @@ def _flag(context: dg.AssetExecutionContext, tag: str) -> bool:
 def with_provenance(result: ReadBackResult, removed_by_sync: pl.Series) -> pl.DataFrame:
     """The read-back as the asset holds it: list status by name, and who unsubscribed each person and how."""
     members = result.members
-    who_how = [
+    # Only unsubscribed and bounced members have a story to tell (usually few; the rule is sync.consent's).
+    left = members.filter(pl.col("list_status").is_in([2, 3]))
+    stories = [
         how({"status": status, **dict(zip(RECORD_KEYS, record, strict=True))})
-        for status, *record in members.select("list_status", *RECORD_KEYS).iter_rows()
+        for status, *record in left.select("list_status", *RECORD_KEYS).iter_rows()
     ]
+    told = left.select(
+        "contact_id",
+        unsubscribed_by=pl.Series([who for who, _ in stories], dtype=pl.String),
+        how=pl.Series([text for _, text in stories], dtype=pl.String),
+    )
     by_sync = (pl.col("list_status") == 2) & pl.col("email").is_in(removed_by_sync.implode())
-    return members.with_columns(
-        status=pl.col("list_status").replace_strict(LIST_STATUSES, return_dtype=pl.String),
-        unsubscribed_by=pl.Series([who for who, _ in who_how], dtype=pl.String),
-        how=pl.Series([text for _, text in who_how], dtype=pl.String),
-    ).with_columns(
-        unsubscribed_by=pl.when(by_sync).then(pl.lit("sync")).otherwise("unsubscribed_by"),
-        how=pl.when(by_sync).then(pl.lit("unsubscribed by the sync (left the audience)")).otherwise("how"),
+    return (
+        members.with_columns(status=pl.col("list_status").replace_strict(LIST_STATUSES, return_dtype=pl.String))
+        .join(told, on="contact_id", how="left")
+        .with_columns(
+            unsubscribed_by=pl.when(by_sync).then(pl.lit("sync")).otherwise("unsubscribed_by"),
+            how=pl.when(by_sync).then(pl.lit("unsubscribed by the sync (left the audience)")).otherwise("how"),
+        )
     )
 
 
