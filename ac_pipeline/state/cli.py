@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="what the state holds for each audience")
     show.set_defaults(func=_show)
-    forget = actions.add_parser("forget", help="drop one audience's snapshot, journal and destination")
+    forget = actions.add_parser("forget", help="drop one audience's snapshot, journal, destination and last read")
     forget.add_argument("audience", help="the audience key")
     forget.add_argument("--yes", action="store_true", help="do it (without it, say what would be dropped)")
     forget.set_defaults(func=_forget)
@@ -35,6 +35,9 @@ def _show(args: argparse.Namespace) -> int:
                    GROUP BY ALL ORDER BY ALL"""
             ).fetchall()
             journal = dict(connection.execute("SELECT audience, count(*) FROM journal GROUP BY ALL").fetchall())
+            reads = connection.execute(
+                "SELECT audience, members, full_at, began_at FROM list_reads ORDER BY audience"
+            ).fetchall()
     except StateError as error:
         print(error)
         return 2
@@ -43,6 +46,11 @@ def _show(args: argparse.Namespace) -> int:
         print(f"  {audience:<24} {status:<10} {count:>10,}   list {list_id or '?'} in {account or '(not recorded)'}")
     for audience, count in journal.items():
         print(f"  {audience:<24} in flight  {count:>10,}   (an attempt stopped; the next push asks ActiveCampaign)")
+    for audience, members, full_at, began_at in reads:
+        print(
+            f"  {audience:<24} read back  {members:>10,}   contacts on the list; last read {began_at:%Y-%m-%d %H:%M} UTC,"
+            f" last full read {full_at:%Y-%m-%d %H:%M} UTC"
+        )
     return 0
 
 

@@ -4,7 +4,9 @@ and an audience's SQL can leave them out."""
 from __future__ import annotations
 
 import duckdb
+import pytest
 
+from ac_pipeline.cli import main
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline_tests.fixtures.pipeline import Pipeline
 from ac_pipeline_tests.readback.helpers import reconcile
@@ -20,7 +22,7 @@ CAREFUL = """
 """
 
 
-def test_opt_outs_come_home_and_audiences_can_leave_them_out(world: World) -> None:
+def test_opt_outs_come_home_and_audiences_can_leave_them_out(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.sync()
     members = sorted(world.pipeline.audience("panel"))
     themselves, leaving = members[:2], members[2:4]
@@ -30,6 +32,8 @@ def test_opt_outs_come_home_and_audiences_can_leave_them_out(world: World) -> No
     world.leave(set(leaving))
     world.sync()  # the sync's own removals: unsubscribes, not opt-outs
     reconcile(world)
+    assert main(["state", "show"]) == 0
+    assert f"panel                    read back  {len(members):>10,}   contacts on the list" in capsys.readouterr().out
 
     with duckdb.connect(str(world.pipeline.home.activecampaign), read_only=True) as tables:
         opt_outs = dict(tables.sql("SELECT email, unsubscribed_by FROM opt_outs WHERE list = 'Panel'").fetchall())
