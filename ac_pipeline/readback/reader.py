@@ -69,6 +69,11 @@ class Ids:
     tag_ids: dict[str, str]
 
 
+def _text(value: Any) -> str | None:
+    # Answers give values as strings; whatever else comes is read as the text it would be sent as.
+    return None if value is None else str(value)
+
+
 def _page_rows(body: dict[str, Any], ids: Ids, audience: Audience) -> Iterator[dict[str, Any]]:
     records = {
         str(record.get("contact")): record
@@ -80,7 +85,7 @@ def _page_rows(body: dict[str, Any], ids: Ids, audience: Audience) -> Iterator[d
     for value in body.get("fieldValues") or []:
         title = field_titles.get(str(value.get("field")))
         if title is not None:
-            values.setdefault(str(value.get("contact")), {})[field_column(title)] = value.get("value")
+            values.setdefault(str(value.get("contact")), {})[field_column(title)] = _text(value.get("value"))
     tag_names = {tag_id: name for name, tag_id in ids.tag_ids.items()}
     tags: dict[str, list[str]] = {}
     for link in body.get("contactTags") or []:
@@ -99,7 +104,7 @@ def _page_rows(body: dict[str, Any], ids: Ids, audience: Audience) -> Iterator[d
             "email": str(contact.get("email") or "").strip().lower(),
             "list_status": int(record.get("status") or 0),
             **{key: None if record.get(key) is None else str(record.get(key)) for key in RECORD_KEYS},
-            **{name: contact.get(key) for name, key in _CONTACT_KEYS.items() if mapped.get(name)},
+            **{name: _text(contact.get(key)) for name, key in _CONTACT_KEYS.items() if mapped.get(name)},
             **{field_column(title): None for title in audience.fields.custom},
             **values.get(contact_id, {}),
             "tags": sorted(tags.get(contact_id, [])),
