@@ -82,7 +82,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         io_manager_key="parquet_io_manager",
         group_name=AUDIENCE_GROUP,
         kinds={"duckdb", "polars"},
-        code_version="1",
+        code_version="2",  # 2: fields_hash takes NULL and '' alike (both are sent as '')
     )
     def audience_members(
         context: dg.AssetExecutionContext,
