@@ -81,7 +81,7 @@ def _page_rows(body: dict[str, Any], ids: Ids, audience: Audience) -> Iterator[d
         if str(record.get("list")) == ids.list_id
     }
     field_titles = {field_id: title for title, field_id in ids.field_ids.items()}
-    values: dict[str, dict[str, str]] = {}
+    values: dict[str, dict[str, str | None]] = {}
     for value in body.get("fieldValues") or []:
         title = field_titles.get(str(value.get("field")))
         if title is not None:
