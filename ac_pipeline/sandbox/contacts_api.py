@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ac_pipeline.sandbox.contact_input import contact_input
-from ac_pipeline.sandbox.contacts_query import CONTACT_PARAMS, contacts_query, includes
+from ac_pipeline.sandbox.contacts_query import CONTACT_PARAMS, contacts_page, contacts_query, includes
 from ac_pipeline.sandbox.query import api_route
 from ac_pipeline.sandbox.responses import (
     ApiError,
@@ -100,10 +100,10 @@ async def list_contacts(request: Request) -> JSONResponse:
     store = state_of(request).store
     params = request.query_params
     limit, offset = page_params(params)
-    sql, args, order = contacts_query(params)
+    query = contacts_query(params)
     sideloads = includes(params)
     with store.lock:  # the page and its side-loads read the same state
-        rows, total = store.page(f"{sql} ORDER BY {order}", args, limit, offset)
+        rows, total = contacts_page(store, query, limit, offset)
         ids = [row["id"] for row in rows]
         loaded = {name: SIDELOAD_ROWS[name](store, ids) for name in sideloads}
     base = base_url(request)

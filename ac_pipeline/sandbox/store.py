@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ac_pipeline.sandbox.provenance import MEMBERSHIP_UPSERT, Unsubscribe, membership_params
+from ac_pipeline.sandbox.readcache import ReadCache
 
 Row = sqlite3.Row
 
@@ -172,6 +173,7 @@ class Store:
         self.conn.executescript(SCHEMA)
         self._migrate()
         self._seed()
+        self.reads = ReadCache(self.conn)  # counts for `meta.total`, kept while the data is unchanged
 
     def _migrate(self) -> None:
         for table, added in (("memberships", ADDED_MEMBERSHIP_COLUMNS), ("contacts", ADDED_CONTACT_COLUMNS)):
@@ -234,15 +236,11 @@ class Store:
         with self.lock:
             return self.conn.execute(sql, params).fetchall()
 
-    def count(self, sql: str, params: Sequence[Any] = ()) -> int:
-        row = self.one(f"SELECT COUNT(*) FROM ({sql})", params)
-        return int(row[0]) if row else 0
-
     def page(self, sql: str, params: Sequence[Any], limit: int, offset: int) -> tuple[list[Row], int]:
         """One page of a query's rows and the full count, read under one lock so they agree."""
         with self.lock:
             rows = self.all(f"{sql} LIMIT ? OFFSET ?", (*params, limit, offset))
-            return rows, self.count(sql, params)
+            return rows, self.reads.count(sql, params)
 
     # Contacts ---------------------------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ async def get_tag(request: Request) -> JSONResponse:
     store = state_of(request).store
     with store.lock:
         row = existing_tag(store, request.path_params["id"])
-        count = store.count("SELECT 1 FROM contact_tags WHERE tag_id = ?", (row["id"],))
+        count = store.reads.count("SELECT 1 FROM contact_tags WHERE tag_id = ?", (row["id"],))
     return answer({"tag": {**tag_json(row, base_url(request)), "subscriber_count": str(count)}})
 
 
