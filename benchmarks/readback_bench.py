@@ -349,16 +349,6 @@ def compute(audience: Audience, n: int, work: Path) -> None:
     read = ListRead(ACCOUNT, "1", {"Loyalty tier": "1", "Lifetime value": "2"}, {"benchmark": "1"}, now, now, n)
 
     def commit(members: pl.DataFrame, outcome: reconcile.Reconciliation, run_id: str) -> None:
-        # The ledger as list_read.read_back writes it.
-        ledger = pl.concat(
-            [
-                outcome.drift.select("email", op=pl.lit("reconcile"), status="kind", reason="detail"),
-                outcome.upserts.join(outcome.drift.select("email"), on="email", how="anti").select(
-                    "email", op=pl.lit("reconcile"), status=pl.lit("refreshed"), reason="reason"
-                ),
-            ],
-            how="diagonal_relaxed",
-        )
         store.commit(
             audience,
             run_id,
@@ -367,7 +357,7 @@ def compute(audience: Audience, n: int, work: Path) -> None:
             full=True,
             upserts=outcome.upserts,
             forgotten=outcome.forgotten,
-            ledger=ledger,
+            ledger=outcome.ledger(),
             record_destination=False,
         )
 

@@ -118,20 +118,6 @@ def read_back(
     outcome = reconcile(
         members, snapshot, in_flight=in_flight, adopt=adopt, same_destination=recorded == here or recorded is None
     )
-    # The ledger says why the snapshot moved: drift that changed it, and refreshed rows (a contact id learnt, an
-    # adoption). Unmanaged contacts left alone are reported in the metadata, not written again every read.
-    touched = pl.concat([outcome.upserts.get_column("email"), outcome.forgotten]).implode()
-    ledger = pl.concat(
-        [
-            outcome.drift.filter(pl.col("email").is_in(touched)).select(
-                "email", op=pl.lit("reconcile"), status="kind", reason="detail"
-            ),
-            outcome.upserts.join(outcome.drift.select("email"), on="email", how="anti").select(
-                "email", op=pl.lit("reconcile"), status=pl.lit("refreshed"), reason="reason"
-            ),
-        ],
-        how="diagonal_relaxed",
-    )
     store.commit(
         audience,
         run_id,
@@ -140,7 +126,7 @@ def read_back(
         full=why is not None,
         upserts=outcome.upserts,
         forgotten=outcome.forgotten,
-        ledger=ledger,
+        ledger=outcome.ledger(),
         record_destination=resync and read is not None,
     )
     return ReadBackResult(

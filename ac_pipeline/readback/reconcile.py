@@ -45,9 +45,22 @@ class Reconciliation:
         by_kind = dict(self.drift.group_by("kind").len().iter_rows()) if self.drift.height else {}
         return {kind: int(by_kind.get(kind, 0)) for kind in KINDS}
 
-    @property
-    def changes_snapshot(self) -> bool:
-        return bool(self.upserts.height or self.forgotten.len())
+    def ledger(self) -> pl.DataFrame:
+        """The ledger rows that say why the snapshot moved: drift that changed it, and refreshed rows (a contact
+        id learnt, an adoption). Unmanaged contacts left alone are reported in the metadata, not written again
+        at every read."""
+        touched = pl.concat([self.upserts.get_column("email"), self.forgotten]).implode()
+        return pl.concat(
+            [
+                self.drift.filter(pl.col("email").is_in(touched)).select(
+                    "email", op=pl.lit("reconcile"), status="kind", reason="detail"
+                ),
+                self.upserts.join(self.drift.select("email"), on="email", how="anti").select(
+                    "email", op=pl.lit("reconcile"), status=pl.lit("refreshed"), reason="reason"
+                ),
+            ],
+            how="diagonal_relaxed",
+        )
 
 
 def ownership(read: pl.DataFrame, snapshot: pl.DataFrame, known: Iterable[str], policy: str) -> pl.Series:

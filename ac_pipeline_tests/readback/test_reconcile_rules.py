@@ -14,6 +14,7 @@ from ac_pipeline.audiences.config import parse_audiences
 from ac_pipeline.audiences.members import field_column, select_sql
 from ac_pipeline.readback.reader import RECORD_KEYS, frame_schema, with_hash
 from ac_pipeline.readback.reconcile import ownership, reconcile
+from ac_pipeline.state.schema import SNAPSHOT_COLUMNS
 
 AUDIENCES = parse_audiences("""
 source: {table: customers, id_column: id, updated_column: updated}
@@ -52,14 +53,7 @@ def snapshot(*rows: tuple[str, str, str | None, datetime | None]) -> pl.DataFram
             {"email": e, "fields_hash": h, "contact_id": None, "status": s, "reason": None, "removed_at": at}
             for e, s, h, at in rows
         ],
-        schema={
-            "email": pl.String,
-            "fields_hash": pl.String,
-            "contact_id": pl.String,
-            "status": pl.String,
-            "reason": pl.String,
-            "removed_at": pl.Datetime("us", "UTC"),
-        },
+        schema=SNAPSHOT_COLUMNS,
         orient="row",
     )
 
