@@ -26,6 +26,7 @@ from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.request_checks import SPEC_PATH
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
+from ac_pipeline_tests.fixtures.sandbox import point_at
 
 SPEC = json.loads(SPEC_PATH.read_text())
 API = "/api/3"
@@ -182,9 +183,7 @@ def test_every_request_and_answer_of_full_syncs_conforms(
     home: Paths, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, recorded: list[Exchange]
 ) -> None:
     home.audiences.write_text(AUDIENCES)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", repr(sandbox.config.speed))
+    point_at(monkeypatch, sandbox)
     pipeline = Pipeline(home=home, sandbox=sandbox, defs=build_definitions())
 
     def sync(key: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from ac_pipeline.demo import DAGSTER_YAML, PID_TAG, SOURCE_TAG, free_dead_runs
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pool import HOLDER, PUSH_ONE, dagster_home, holders, kill, start, wait_for_holder
+from ac_pipeline_tests.fixtures.sandbox import point_at
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,9 +47,7 @@ def test_a_push_killed_in_the_pool_no_longer_blocks_the_next_once_the_demo_clean
 ) -> None:
     # Each bulk import takes 4 s (at speed 100): the push is still in the pool when it is killed.
     with SandboxServer(api_key="test-sandbox-key", speed=100.0, import_delay=400) as sandbox:
-        monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
-        monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", sandbox.api_key)
-        monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", "100.0")
+        point_at(monkeypatch, sandbox)
         where = dagster_home(tmp_path / "dagster_home")
         with dg.DagsterInstance.from_config(str(where)) as instance:
             push = start(PUSH_ONE, "newsletter_canada", home=where, cwd=REPO)

@@ -18,7 +18,7 @@ import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
 from ac_pipeline.audiences.config import Audience
-from ac_pipeline.readback.reader import OVERLAP, Ids, active_total, frame_schema, merge, read_pages, with_hash
+from ac_pipeline.readback.reader import OVERLAP, Ids, frame_schema, list_total, merge, read_pages, with_hash
 from ac_pipeline.readback.reconcile import Reconciliation, ownership, reconcile
 from ac_pipeline.state.readback import ListRead, ReadBackState
 from ac_pipeline.state.store import SyncState
@@ -39,6 +39,7 @@ class ReadBackResult:
     why: str  # why the read was full, or "incremental"
     resynced: bool
     changed_contacts: int  # contacts read (all of them in a full read)
+    removed_by_sync: pl.Series  # emails the snapshot, reconciled, says the sync itself unsubscribed
     requests: int
     seconds: float
 
@@ -137,6 +138,7 @@ def read_back(
         why=why or "incremental",
         resynced=resync and list_id is not None,
         changed_contacts=changed_contacts,
+        removed_by_sync=_removed_by_sync(snapshot, outcome),
         requests=client.stats.requests - requests_before,
         seconds=time.monotonic() - started,
     )
@@ -183,6 +185,13 @@ def _incremental(
         last.full_at,
         merged.height,
     )
-    if active_total(client, last.list_id) != merged.filter(pl.col("list_status") == 1).height:
+    if list_total(client, last.list_id) != merged.filter(pl.col("list_status") == 1).height:
         return None, changed, read
     return merged, changed, read
+
+
+def _removed_by_sync(snapshot: pl.DataFrame, outcome: Reconciliation) -> pl.Series:
+    """The snapshot's `removed` emails after the reconciliation: those it neither re-labelled nor forgot."""
+    moved = pl.concat([outcome.upserts.get_column("email"), outcome.forgotten]).implode()
+    removed = snapshot.filter((pl.col("status") == "removed") & ~pl.col("email").is_in(moved))
+    return removed.get_column("email")

@@ -173,9 +173,9 @@ def _read_lane(
     return pl.DataFrame(rows, schema=frame_schema(audience), orient="row"), began
 
 
-def active_total(client: ActiveCampaignClient, list_id: str) -> int:
-    """How many contacts the list holds as active (status 1), by ActiveCampaign's count."""
-    answer = client.request("GET", "contacts", params={"listid": list_id, "status": 1, "limit": 1})
+def list_total(client: ActiveCampaignClient, list_id: str, status: int = 1) -> int:
+    """How many contacts the list holds with this list status, by ActiveCampaign's count (one request)."""
+    answer = client.request("GET", "contacts", params={"listid": list_id, "status": status, "limit": 1})
     return int((answer.get("meta") or {}).get("total") or 0)
 
 

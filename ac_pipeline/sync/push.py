@@ -30,6 +30,7 @@ from ac_pipeline.audiences.changes import diff as audience_diff
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.guard import evaluate, override_hint
 from ac_pipeline.readback.list_read import read_back
+from ac_pipeline.readback.reader import list_total
 from ac_pipeline.state.store import SyncState
 from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
 from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
@@ -123,6 +124,7 @@ class Push:
                 raise self._refusal(why or "a resync was asked for")
             in_audience = members.filter(pl.col("status") == "member") if "status" in members.columns else members
             snapshot = self._resync(why or "a resync was asked for", result, in_audience.get_column("email"))
+            recorded = (self.account, result.list_id) if result.list_id else recorded  # the resync recorded it
         # What an earlier attempt of this sync confirmed (a retry, or a re-run after a crash) is not sent again.
         result.already_confirmed = changes.height - outstanding(changes, snapshot).height
         if members is not None:
@@ -136,7 +138,7 @@ class Push:
         if result.already_confirmed:
             self.log(f"resuming: {result.already_confirmed:,} changes were confirmed by an earlier attempt")
         if todo.height:
-            self._send(todo, snapshot, result, list_id)
+            self._send(todo, snapshot, result, list_id, recorded)
             missing = todo.height - result.accounted
             if missing:
                 # A safety net under every path: a contact without an outcome is never reported as synced.
@@ -150,13 +152,20 @@ class Push:
         result.seconds = time.monotonic() - started
         return result
 
-    def _send(self, todo: pl.DataFrame, snapshot: pl.DataFrame, result: PushResult, list_id: str | None) -> None:
+    def _send(
+        self,
+        todo: pl.DataFrame,
+        snapshot: pl.DataFrame,
+        result: PushResult,
+        list_id: str | None,
+        recorded: tuple[str, str] | None,
+    ) -> None:
         attempt_started = datetime.now(UTC)
         destination = resolve(self.client, self.audience, result.list_id or list_id)
         # A resync may have created the list and fields already, in this attempt.
         result.list_id, result.created_list = destination.list_id, result.created_list or destination.created_list
         result.created_fields = result.created_fields + destination.created_fields
-        if self.state.destination(self.audience.key) != (self.account, destination.list_id):
+        if recorded != (self.account, destination.list_id):
             # A new list (created just now, or the first sync's), or a snapshot from before destinations
             # were recorded: from now on the snapshot describes this list.
             self.state.record_destination(self.audience.key, self.account, destination.list_id)
@@ -212,21 +221,13 @@ class Push:
                 )
             return None
         if snapshot.is_empty() and list_id is not None:
-            held = self._contacts_on_list(list_id)
+            held = sum(list_total(self.client, list_id, status) for status in (1, 2))  # two requests
             if held:
                 return (
                     f"the sync state has no record of list {name!r} ({list_id}), which already holds {held:,} "
                     "contacts (the state file was lost, or the list was filled some other way)"
                 )
         return None
-
-    def _contacts_on_list(self, list_id: str) -> int:
-        """Subscribed plus unsubscribed contacts on the list (two requests)."""
-        total = 0
-        for status in (1, 2):
-            answer = self.client.request("GET", "contacts", params={"listid": list_id, "status": status, "limit": 1})
-            total += int((answer.get("meta") or {}).get("total") or 0)
-        return total
 
     def _refusal(self, why: str) -> DestinationChanged:
         return DestinationChanged(

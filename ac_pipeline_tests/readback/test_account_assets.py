@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
-from ac_pipeline.defs.activecampaign.account_assets import parse_time
+from ac_pipeline.sync.consent import parse_date as parse_time
 from ac_pipeline_tests.fixtures.pipeline import QUIET, Pipeline, materialization
 
 

@@ -16,6 +16,7 @@ from ac_pipeline.definitions import build_definitions
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
+from ac_pipeline_tests.fixtures.sandbox import point_at
 
 PANEL_YAML = """
 source: {table: customers, id_column: customer_id, updated_column: updated_at}
@@ -92,7 +93,5 @@ class World:
 @pytest.fixture
 def world(home: Paths, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> World:
     home.audiences.write_text(PANEL_YAML)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", repr(sandbox.config.speed))
+    point_at(monkeypatch, sandbox)
     return World(Pipeline(home=home, sandbox=sandbox, defs=build_definitions()))

@@ -20,6 +20,7 @@ import pytest
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.admin_client import SandboxAdminError
 from ac_pipeline_tests.fixtures.pipeline import Pipeline
+from ac_pipeline_tests.fixtures.sandbox import point_at
 
 AUDIENCES = ("vip_customers", "lapsed_buyers", "newsletter_canada", "welcome_series")
 SYNC_STEP = "activecampaign_sync"
@@ -87,9 +88,7 @@ def quoted(emails: list[str]) -> str:
 
 
 def use_sandbox(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, api_key: str | None = None) -> None:
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", api_key or sandbox.api_key)
-    monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", repr(sandbox.config.speed))
+    point_at(monkeypatch, sandbox, api_key=api_key)
 
 
 def run_crash_child(partition: str, die_in: str, log: Path, kill_when: Callable[[], bool] | None = None) -> int:

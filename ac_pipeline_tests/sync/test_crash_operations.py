@@ -20,6 +20,7 @@ import pytest
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import Pipeline
+from ac_pipeline_tests.fixtures.sandbox import point_at
 from ac_pipeline_tests.sync.consent_world import PANEL_YAML, World
 from ac_pipeline_tests.sync.reliability_helpers import run_crash_child
 
@@ -74,9 +75,7 @@ def test_killed_removals_updates_and_readds_resume_without_drift_or_false_opt_ou
 ) -> None:
     sandbox = make_sandbox(speed=20.0)
     home.audiences.write_text(BIG_PANEL)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", repr(sandbox.config.speed))
+    point_at(monkeypatch, sandbox)
     world = World(Pipeline(home=home, sandbox=sandbox, defs=build_definitions()))
     baseline = home.customer_360.read_bytes()
     for trial, (change, how, n) in enumerate(trials(seed)):

@@ -23,6 +23,7 @@ from ac_pipeline.activecampaign.limits import (
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import Pipeline
+from ac_pipeline_tests.fixtures.sandbox import point_at
 from ac_pipeline_tests.sync.consent_world import PANEL_YAML, World, quoted
 
 FULL_PANEL = PANEL_YAML.replace(
@@ -40,9 +41,7 @@ FIELDS = {
 @pytest.fixture
 def full_world(home: Paths, sandbox, monkeypatch: pytest.MonkeyPatch) -> World:
     home.audiences.write_text(FULL_PANEL)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
-    monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", repr(sandbox.config.speed))
+    point_at(monkeypatch, sandbox)
     return World(Pipeline(home=home, sandbox=sandbox, defs=build_definitions()))
 
 

@@ -19,6 +19,7 @@ from ac_pipeline.definitions import build_definitions
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.settings import Paths
 from ac_pipeline_tests.fixtures.pipeline import QUIET, Pipeline
+from ac_pipeline_tests.fixtures.sandbox import point_at
 from ac_pipeline_tests.sync.orchestration_helpers import (
     JOB,
     PARTITION_TAG,
@@ -63,9 +64,7 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(
 ) -> None:
     # Each bulk import takes 4 s (at speed 100): the first push outlasts the second run's start.
     with SandboxServer(api_key="test-sandbox-key", speed=100.0, import_delay=400) as sandbox:
-        monkeypatch.setenv("ACTIVECAMPAIGN_API_URL", sandbox.url)
-        monkeypatch.setenv("ACTIVECAMPAIGN_API_KEY", sandbox.api_key)
-        monkeypatch.setenv("AC_PIPELINE_SANDBOX_SPEED", "100.0")
+        point_at(monkeypatch, sandbox)
         dagster_home = instance_dir(tmp_path / "dagster_home", pool_limit=1)
         first_key, second_key = "newsletter_canada", "welcome_series"
         # The audiences and their changes first (in process: they are files), so that each run is its push.

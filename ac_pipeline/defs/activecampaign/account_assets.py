@@ -18,17 +18,7 @@ from ac_pipeline.defs.activecampaign.assets import POOL
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, ActiveCampaignResource
 from ac_pipeline.defs.metadata import markdown_preview
 from ac_pipeline.readback.tables import LIST_COLUMNS, TAG_COLUMNS
-
-
-def parse_time(value: Any) -> datetime | None:
-    """ActiveCampaign's `cdate` (2018-09-28T13:50:41-05:00) in UTC; None when absent or unreadable."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
-    except ValueError:
-        return None  # e.g. "0000-00-00 00:00:00", which older records carry
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+from ac_pipeline.sync.consent import parse_date
 
 
 def _text(value: Any) -> str | None:
@@ -42,7 +32,7 @@ def lists_frame(items: Iterable[dict[str, Any]]) -> pl.DataFrame:
             "id": _text(item.get("id")),
             "name": _text(item.get("name")),
             "stringid": _text(item.get("stringid")),
-            "created_at": parse_time(item.get("cdate")),
+            "created_at": parse_date(item.get("cdate")),
         }
         for item in items
     ]
@@ -57,7 +47,7 @@ def tags_frame(items: Iterable[dict[str, Any]]) -> pl.DataFrame:
             "name": _text(item.get("tag")),
             "tag_type": _text(item.get("tagType")),
             "description": _text(item.get("description")),
-            "created_at": parse_time(item.get("cdate")),
+            "created_at": parse_date(item.get("cdate")),
         }
         for item in items
     ]

@@ -44,7 +44,7 @@ def _flag(context: dg.AssetExecutionContext, tag: str) -> bool:
     return context.run.tags.get(tag, "").strip().lower() == "true"
 
 
-def with_provenance(result: ReadBackResult, removed_by_sync: pl.Series) -> pl.DataFrame:
+def with_provenance(result: ReadBackResult) -> pl.DataFrame:
     """The read-back as the asset holds it: list status by name, and who unsubscribed each person and how."""
     members = result.members
     # Only unsubscribed and bounced members have a story to tell (usually few; the rule is sync.consent's).
@@ -58,7 +58,7 @@ def with_provenance(result: ReadBackResult, removed_by_sync: pl.Series) -> pl.Da
         unsubscribed_by=pl.Series([who for who, _ in stories], dtype=pl.String),
         how=pl.Series([text for _, text in stories], dtype=pl.String),
     )
-    by_sync = (pl.col("list_status") == 2) & pl.col("email").is_in(removed_by_sync.implode())
+    by_sync = (pl.col("list_status") == 2) & pl.col("email").is_in(result.removed_by_sync.implode())
     return (
         members.with_columns(status=pl.col("list_status").replace_strict(LIST_STATUSES, return_dtype=pl.String))
         .join(told, on="contact_id", how="left")
@@ -135,9 +135,7 @@ def build_readback_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
                 )
         except (SandboxUnavailable, AuthError) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-        snapshot = state.snapshot(key)
-        removed = snapshot.filter(pl.col("status") == "removed").get_column("email")
-        members = with_provenance(result, removed)
+        members = with_provenance(result)
         _bring_home(account_tables, audience, result, members)
         counts = result.reconciliation.counts()
         by_status = dict(members.group_by("status").len().iter_rows()) if members.height else {}
