@@ -1,5 +1,5 @@
 """The DuckDB files this project owns (the sync state, the account tables): opening one while another process
-may hold it, and the versioned migrations that build them.
+may hold it. Their versioned migrations are in ac_pipeline.migrations.
 
 DuckDB lets one process at a time have a file open for writing, and refuses every other process meanwhile,
 readers included. Steps run side by side (a backfill runs audiences in parallel), and each holds a file for
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -47,29 +46,3 @@ def connect_waiting(
                 ) from None
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
-
-
-def read_schema_version(connection: duckdb.DuckDBPyConnection) -> int:
-    exists = connection.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchall()[0][0]
-    if not exists:
-        return 0
-    return int(connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0])
-
-
-def migrate(connection: duckdb.DuckDBPyConnection, current: int, migrations: dict[int, list[str]]) -> None:
-    """Take the database from version `current` to the last of `migrations`, one transaction per version."""
-    for version in range(current + 1, max(migrations) + 1):
-        connection.execute("BEGIN TRANSACTION")
-        try:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-            )
-            for statement in migrations[version]:
-                connection.execute(statement)
-            connection.execute("INSERT INTO schema_version VALUES (?, ?)", [version, datetime.now(UTC)])
-            connection.execute("COMMIT")
-        except Exception:
-            connection.execute("ROLLBACK")
-            raise

@@ -342,8 +342,8 @@ def compute(audience: Audience, n: int, work: Path) -> None:
     _, seconds = timed(lambda: reader.with_hash(in_step.drop("fields_hash"), audience))
     print(f"   reader.with_hash:             {seconds:6.2f} s")
     state = SyncState(work / "compute-state.duckdb")
-    with state.connect() as connection:
-        _, seconds = timed(lambda: upsert_snapshot(connection, audience.key, "sync", snapshot, datetime.now(UTC)))
+    with state.connect() as session, session.transaction():
+        _, seconds = timed(lambda: upsert_snapshot(session, audience.key, "sync", snapshot, datetime.now(UTC)))
     store = ReadBackState(state)
     now = datetime.now(UTC)
     read = ListRead(ACCOUNT, "1", {"Loyalty tier": "1", "Lifetime value": "2"}, {"benchmark": "1"}, now, now, n)

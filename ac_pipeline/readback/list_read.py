@@ -69,12 +69,30 @@ def read_back(
     list_id: str | None = None,
     audience_emails: pl.Series | None = None,
     log: Callable[[str], None] = print,
+    held: bool = False,
 ) -> ReadBackResult:
     """Read the audience's list, reconcile the snapshot with it and commit both (see the module docstring).
 
     `list_id`: the list, when the caller resolved it already (the push); otherwise it is looked up by name.
     `audience_emails`: the audience's members, when the caller has them (the push): in a resync, those on the
-    list are taken as the audience's, so that a list in step costs no write even when the state was lost."""
+    list are taken as the audience's, so that a list in step costs no write even when the state was lost.
+    `held`: the caller holds the audience already (the push); otherwise the read-back holds it, so that a push
+    of the same audience cannot move the snapshot between the read and the commit."""
+    if not held:
+        with state.hold(audience.key, holder=f"read-back of run {run_id}"):
+            return read_back(
+                client,
+                state,
+                audience,
+                run_id,
+                account=account,
+                full=full,
+                resync=resync,
+                list_id=list_id,
+                audience_emails=audience_emails,
+                log=log,
+                held=True,
+            )
     started, requests_before = time.monotonic(), client.stats.requests
     key = audience.key
     store = ReadBackState(state)

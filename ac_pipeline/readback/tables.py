@@ -29,7 +29,8 @@ import duckdb
 import polars as pl
 
 from ac_pipeline.audiences.members import normalise_email
-from ac_pipeline.duckdb_files import connect_waiting, first_line, migrate, read_schema_version
+from ac_pipeline.duckdb_files import connect_waiting, first_line
+from ac_pipeline.migrations import migrate, read_schema_version
 
 # How long a write waits for another process to let go of the file before giving up.
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 
 from ac_pipeline.settings import paths
-from ac_pipeline.state.store import StateError, SyncState
+from ac_pipeline.state.backend import StateError
+from ac_pipeline.state.store import SyncState
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("state", help="look at or repair the sync state (state.duckdb)")
+    parser = subparsers.add_parser(
+        "state", help="look at or repair the sync state (state.duckdb, or AC_PIPELINE_STATE)"
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="what the state holds for each audience")
     show.set_defaults(func=_show)
@@ -28,20 +31,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _show(args: argparse.Namespace) -> int:
     state = SyncState(paths().state)
     try:
-        with state.connect(read_only=True) as connection:
-            rows = connection.execute(
-                """SELECT s.audience, s.status, count(*), any_value(d.account), any_value(d.list_id)
+        with state.connect(read_only=True) as session:
+            rows = session.rows(
+                """SELECT s.audience, s.status, count(*), min(d.account), min(d.list_id)
                    FROM snapshot s LEFT JOIN destination d USING (audience)
-                   GROUP BY ALL ORDER BY ALL"""
-            ).fetchall()
-            journal = dict(connection.execute("SELECT audience, count(*) FROM journal GROUP BY ALL").fetchall())
-            reads = connection.execute(
-                "SELECT audience, members, full_at, began_at FROM list_reads ORDER BY audience"
-            ).fetchall()
+                   GROUP BY s.audience, s.status ORDER BY s.audience, s.status"""
+            )
+            journal = dict(session.rows("SELECT audience, count(*) FROM journal GROUP BY audience"))
+            reads = session.rows("SELECT audience, members, full_at, began_at FROM list_reads ORDER BY audience")
     except StateError as error:
         print(error)
         return 2
-    print(f"sync state: {state.path}")
+    print(f"sync state: {state.where}")
     for audience, status, count, account, list_id in rows:
         print(f"  {audience:<24} {status:<10} {count:>10,}   list {list_id or '?'} in {account or '(not recorded)'}")
     for audience, count in journal.items():
@@ -62,7 +63,7 @@ def _forget(args: argparse.Namespace) -> int:
             print(
                 f"would drop the snapshot of {args.audience!r} ({', '.join(f'{k} {v:,}' for k, v in counts.items())}), "
                 "its intent journal and its destination from "
-                f"{state.path}; the ledger and runs stay. Run again with --yes to do it"
+                f"{state.where}; the ledger and runs stay. Run again with --yes to do it"
             )
             return 1
         removed = state.forget(args.audience)

@@ -14,12 +14,24 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import duckdb
 import polars as pl
 
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.readback.reader import RECORD_KEYS, frame_schema, value_columns
+from ac_pipeline.state.backend import Session
 from ac_pipeline.state.store import SyncState, append_ledger, upsert_snapshot, write_destination
+
+# list_members as stored: the record, values and tags JSON-encoded (their shape depends on the audience).
+STORED_MEMBERS: dict[str, pl.DataType] = {
+    "contact_id": pl.String(),
+    "email": pl.String(),
+    "list_status": pl.Int16(),
+    "fields_hash": pl.String(),
+    "record": pl.String(),
+    "values": pl.String(),
+    "tags": pl.String(),
+    "contact_updated_at": pl.String(),
+}
 
 
 @dataclass(frozen=True)
@@ -72,11 +84,12 @@ class ReadBackState:
         self.state = state
 
     def last_read(self, audience: str) -> ListRead | None:
-        with self.state.connect(read_only=True) as connection:
-            rows = connection.execute(
-                "SELECT account, list_id, field_ids, tag_ids, began_at, full_at, members FROM list_reads WHERE audience = ?",
-                [audience],
-            ).fetchall()
+        with self.state.connect(read_only=True) as session:
+            rows = session.rows(
+                "SELECT account, list_id, field_ids, tag_ids, began_at, full_at, members FROM list_reads "
+                "WHERE audience = $audience",
+                {"audience": audience},
+            )
         if not rows:
             return None
         account, list_id, field_ids, tag_ids, began_at, full_at, members = rows[0]
@@ -84,26 +97,24 @@ class ReadBackState:
 
     def members(self, audience: Audience) -> pl.DataFrame:
         """The last read of the audience's list (reader.frame_schema plus fields_hash)."""
-        with self.state.connect(read_only=True) as connection:
-            frame = connection.sql(
+        with self.state.connect(read_only=True) as session:
+            frame = session.frame(
                 'SELECT contact_id, email, list_status, fields_hash, record, "values", tags, contact_updated_at '
                 "FROM list_members WHERE audience = $audience ORDER BY contact_id",
-                params={"audience": audience.key},
-            ).pl()
+                STORED_MEMBERS,
+                {"audience": audience.key},
+            )
         return _decode(frame, audience)
 
     def confirmed_sends(self, audience: str) -> pl.Series:
         """Emails the ledger shows the sync ever added, re-added or updated with success."""
-        with self.state.connect(read_only=True) as connection:
-            return (
-                connection.sql(
-                    "SELECT DISTINCT email FROM ledger WHERE audience = $audience AND status = 'confirmed' "
-                    "AND op IN ('add', 'readd', 'update')",
-                    params={"audience": audience},
-                )
-                .pl()
-                .get_column("email")
-            )
+        with self.state.connect(read_only=True) as session:
+            return session.frame(
+                "SELECT DISTINCT email FROM ledger WHERE audience = $audience AND status = 'confirmed' "
+                "AND op IN ('add', 'readd', 'update')",
+                {"email": pl.String()},
+                {"audience": audience},
+            ).get_column("email")
 
     def commit(
         self,
@@ -126,49 +137,48 @@ class ReadBackState:
         snapshot now describes `read`'s list (after a resync)."""
         key, now = audience.key, datetime.now(UTC)
         encoded = _encode(members, audience)
-        with self.state.connect() as connection:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                connection.register("read_rows", encoded)
-                if full or read is None:
-                    connection.execute("DELETE FROM list_members WHERE audience = ?", [key])
-                else:  # merged in: the contacts read replace their earlier rows
-                    connection.execute(
-                        "DELETE FROM list_members WHERE audience = ? AND contact_id IN (SELECT contact_id FROM read_rows)",
-                        [key],
-                    )
-                if read is None:
-                    connection.execute("DELETE FROM list_reads WHERE audience = ?", [key])
-                else:
-                    self._write_read(connection, key, read)
-                if upserts.height:
-                    upsert_snapshot(connection, key, run_id, upserts, now)
-                if forgotten.len():
-                    connection.register("forgotten_rows", forgotten.to_frame("email"))
-                    connection.execute(
-                        "DELETE FROM snapshot WHERE audience = $audience AND email IN (SELECT email FROM forgotten_rows)",
-                        {"audience": key},
-                    )
-                if ledger.height:
-                    append_ledger(connection, key, run_id, ledger, now)
-                if record_destination and read is not None:
-                    write_destination(connection, key, read.account, read.list_id, now)
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
+        params = {"audience": key}
+        with self.state.connect() as session, session.transaction():
+            session.stage("read_rows", encoded)
+            if full or read is None:
+                session.execute("DELETE FROM list_members WHERE audience = $audience", params)
+            else:  # merged in: the contacts read replace their earlier rows
+                session.execute(
+                    "DELETE FROM list_members WHERE audience = $audience "
+                    "AND contact_id IN (SELECT contact_id FROM read_rows)",
+                    params,
+                )
+            if read is None:
+                session.execute("DELETE FROM list_reads WHERE audience = $audience", params)
+            else:
+                self._write_read(session, key, read)
+            if upserts.height:
+                upsert_snapshot(session, key, run_id, upserts, now)
+            if forgotten.len():
+                session.stage("forgotten_rows", forgotten.to_frame("email").cast(pl.String))
+                session.execute(
+                    "DELETE FROM snapshot WHERE audience = $audience AND email IN (SELECT email FROM forgotten_rows)",
+                    params,
+                )
+            if ledger.height:
+                append_ledger(session, key, run_id, ledger, now)
+            if record_destination and read is not None:
+                write_destination(session, key, read.account, read.list_id, now)
 
     @staticmethod
-    def _write_read(connection: duckdb.DuckDBPyConnection, key: str, read: ListRead) -> None:
-        connection.execute(
+    def _write_read(session: Session, key: str, read: ListRead) -> None:
+        session.execute(
             """INSERT INTO list_members
                SELECT $audience, contact_id, email, list_status, fields_hash, record, "values", tags,
                       contact_updated_at FROM read_rows""",
             {"audience": key},
         )
-        connection.execute(
-            """INSERT OR REPLACE INTO list_reads VALUES ($audience, $account, $list_id, $field_ids, $tag_ids,
-               $began_at, $full_at, (SELECT count(*) FROM list_members WHERE audience = $audience))""",
+        session.execute(
+            """INSERT INTO list_reads VALUES ($audience, $account, $list_id, $field_ids, $tag_ids,
+               $began_at, $full_at, (SELECT count(*) FROM list_members WHERE audience = $audience))
+               ON CONFLICT (audience) DO UPDATE SET account = excluded.account, list_id = excluded.list_id,
+                   field_ids = excluded.field_ids, tag_ids = excluded.tag_ids, began_at = excluded.began_at,
+                   full_at = excluded.full_at, members = excluded.members""",
             {
                 "audience": key,
                 "account": read.account,

@@ -1,7 +1,9 @@
 """The sync state's tables, and the migrations that build them.
 
 Each migration takes the database from version N-1 to N. Append, never edit a released one: a state
-file written by an older ac-pipeline is migrated forward when it is first opened.
+file written by an older ac-pipeline is migrated forward when it is first opened. The same migrations build
+the DuckDB file and the Postgres schema, so the SQL is the dialect both speak (`DOUBLE PRECISION`, which
+DuckDB reads as the `DOUBLE` version 1 first said).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ MIGRATIONS: dict[int, list[str]] = {
             dry_run BOOLEAN NOT NULL DEFAULT false,
             adds BIGINT, updates BIGINT, removals BIGINT, readds BIGINT,
             confirmed BIGINT, failed BIGINT, opted_out BIGINT, skipped BIGINT,
-            requests BIGINT, seconds DOUBLE,
+            requests BIGINT, seconds DOUBLE PRECISION,
             PRIMARY KEY (run_id, audience)
         )""",
     ],
@@ -118,3 +120,30 @@ LEDGER_COLUMNS: dict[str, pl.DataType] = {
     "reason": pl.String(),
 }
 JOURNAL_COLUMNS: dict[str, pl.DataType] = {"email": pl.String(), "op": pl.String()}
+# What the store's queries return, in both backends alike.
+LEDGER_ROWS: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    **LEDGER_COLUMNS,
+    "recorded_at": pl.Datetime("us", "UTC"),
+}
+JOURNAL_ROWS: dict[str, pl.DataType] = {
+    "email": pl.String(),
+    "op": pl.String(),
+    "run_id": pl.String(),
+    "intended_at": pl.Datetime("us", "UTC"),
+}
+RUNS_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "audience": pl.String(),
+    "started_at": pl.Datetime("us", "UTC"),
+    "finished_at": pl.Datetime("us", "UTC"),
+    "status": pl.String(),
+    "dry_run": pl.Boolean(),
+    **{
+        name: pl.Int64()
+        for name in ("adds", "updates", "removals", "readds", "confirmed", "failed", "opted_out", "skipped", "requests")
+    },
+    "seconds": pl.Float64(),
+}
+# The runs columns finish_run does not take as counts.
+RUNS_COLUMNS_NOT_COUNTS = ("run_id", "audience", "started_at", "finished_at", "status", "dry_run")

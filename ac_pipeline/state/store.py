@@ -11,34 +11,34 @@ It lives in a DuckDB file of its own (the customer 360 may be read-only, and bel
 - `runs`: per run and audience, the counts.
 
 The snapshot moves only through `commit_confirmed`, with what ActiveCampaign confirmed, in one
-transaction together with the ledger rows that explain it. Connections are opened for one unit of
-work and closed again: DuckDB allows one writing process per file, and Dagster runs each step in its
-own process.
+transaction together with the ledger rows that explain it. The state is a DuckDB file by default, or a
+Postgres database in production (`AC_PIPELINE_STATE`); state.backend says how both are reached, and the SQL
+here is written once for both.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
-from ac_pipeline.duckdb_files import connect_waiting, first_line, is_lock_error, migrate, read_schema_version
+from ac_pipeline.state.backend import Session, open_backend
 from ac_pipeline.state.schema import (
     JOURNAL_COLUMNS,
+    JOURNAL_ROWS,
     LEDGER_COLUMNS,
-    MIGRATIONS,
-    SCHEMA_VERSION,
+    LEDGER_ROWS,
+    RUNS_COLUMNS,
+    RUNS_COLUMNS_NOT_COUNTS,
     SNAPSHOT_COLUMNS,
     SNAPSHOT_STATUSES,
 )
 
-
-class StateError(RuntimeError):
-    """The state file cannot be used as it is; the message says what to do."""
+# How long a push or a read-back waits for another one of the same audience to finish before it gives up
+# (the step fails, saying who holds it, and its retry policy tries again later).
+HOLD_WAIT_SECONDS = 120.0
 
 
 def _now() -> datetime:
@@ -54,21 +54,19 @@ def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType], what: str) ->
     )
 
 
-def upsert_snapshot(
-    connection: duckdb.DuckDBPyConnection, audience: str, run_id: str, rows: pl.DataFrame, now: datetime
-) -> None:
+def upsert_snapshot(session: Session, audience: str, run_id: str, rows: pl.DataFrame, now: datetime) -> None:
     """Write snapshot rows (SNAPSHOT_COLUMNS), inside the caller's transaction, as table `snapshot_rows`.
 
     A contact id or hash already known is kept when the new row has none; `removed_at` lives only as long as
     the status is `removed`."""
-    connection.register("snapshot_rows", _conform(rows, SNAPSHOT_COLUMNS, "snapshot rows"))
-    connection.execute(
+    session.stage("snapshot_rows", _conform(rows, SNAPSHOT_COLUMNS, "snapshot rows"))
+    session.execute(
         """INSERT INTO snapshot
            SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now, removed_at
            FROM snapshot_rows
            ON CONFLICT (audience, email) DO UPDATE SET
-               fields_hash = coalesce(excluded.fields_hash, fields_hash),
-               contact_id = coalesce(excluded.contact_id, contact_id),
+               fields_hash = coalesce(excluded.fields_hash, snapshot.fields_hash),
+               contact_id = coalesce(excluded.contact_id, snapshot.contact_id),
                status = excluded.status,
                reason = excluded.reason,
                run_id = excluded.run_id,
@@ -79,104 +77,66 @@ def upsert_snapshot(
     )
 
 
-def append_ledger(
-    connection: duckdb.DuckDBPyConnection, audience: str, run_id: str, rows: pl.DataFrame, now: datetime
-) -> None:
+def append_ledger(session: Session, audience: str, run_id: str, rows: pl.DataFrame, now: datetime) -> None:
     """Append ledger rows (LEDGER_COLUMNS), inside the caller's transaction."""
-    connection.register("ledger_rows", _conform(rows, LEDGER_COLUMNS, "ledger rows"))
-    connection.execute(
+    session.stage("ledger_rows", _conform(rows, LEDGER_COLUMNS, "ledger rows"))
+    session.execute(
         "INSERT INTO ledger SELECT $run_id, $audience, email, op, batch, status, reason, $now FROM ledger_rows",
         {"audience": audience, "run_id": run_id, "now": now},
     )
 
 
-def write_destination(
-    connection: duckdb.DuckDBPyConnection, audience: str, account: str, list_id: str, now: datetime
-) -> None:
+def write_destination(session: Session, audience: str, account: str, list_id: str, now: datetime) -> None:
     """Record which account and list the audience's snapshot describes."""
-    connection.execute(
-        """INSERT INTO destination VALUES (?, ?, ?, ?)
+    session.execute(
+        """INSERT INTO destination VALUES ($audience, $account, $list_id, $now)
            ON CONFLICT (audience) DO UPDATE SET
                account = excluded.account, list_id = excluded.list_id, recorded_at = excluded.recorded_at""",
-        [audience, account, list_id, now],
+        {"audience": audience, "account": account, "list_id": list_id, "now": now},
     )
 
 
 class SyncState:
-    """The state file. Cheap to construct; every method opens and closes its own connection."""
+    """The sync state, a DuckDB file or a Postgres URL. Cheap to construct; every method opens a short-lived
+    session of its own, never held across network calls."""
 
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
+    def __init__(self, location: Path | str):
+        self.backend = open_backend(location)
+        # Where it is, for messages (a URL's password left out).
+        self.where = self.backend.where
 
-    @contextlib.contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection, on a migrated database. Never hold one across network calls."""
-        if read_only and not self.path.exists():
-            read_only = False  # first use: create it
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = self._open(read_only)
-        try:
-            connection.execute("SET enable_progress_bar = false")  # no bars on a step's stderr
-            version = read_schema_version(connection)
-            if version < SCHEMA_VERSION:
-                if read_only:
-                    connection.close()
-                    connection = self._open(read_only=False)
-                migrate(connection, version, MIGRATIONS)
-            elif version > SCHEMA_VERSION:
-                raise StateError(
-                    f"{self.path} has schema version {version}, newer than this ac-pipeline understands "
-                    f"({SCHEMA_VERSION}); upgrade ac-pipeline, or point AC_PIPELINE_STATE at another file"
-                )
-            yield connection
-        except (
-            duckdb.IOException,
-            duckdb.SerializationException,
-            duckdb.InternalException,
-            duckdb.FatalException,
-        ) as exc:
-            # A damaged file often opens and fails at the first read of a damaged block.
-            if is_lock_error(exc):
-                raise
-            raise self._unreadable(exc) from None
-        finally:
-            connection.close()
+    def connect(self, read_only: bool = False) -> AbstractContextManager[Session]:
+        """A session on a migrated database."""
+        return self.backend.connect(read_only)
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        return connect_waiting(self.path, read_only, unreadable=self._unreadable, locked=StateError)
-
-    def _unreadable(self, exc: Exception) -> StateError:
-        first = first_line(exc)
-        return StateError(
-            f"the sync state file {self.path} cannot be read ({first}); it is damaged or not a DuckDB file. "
-            "Restore it from a backup, or move it aside: without it each audience's next sync reads its list back "
-            "and rebuilds the snapshot from it (a resync), taking every unsubscribed contact for an opt-out"
-        )
+    def hold(self, audience: str, holder: str, wait_seconds: float = HOLD_WAIT_SECONDS) -> AbstractContextManager[None]:
+        """Hold the audience for one push or read-back: two of one audience never interleave, on any
+        orchestrator and any number of machines (the lock lives with the state). See Backend.hold."""
+        return self.backend.hold(f"audience {audience}", holder, wait_seconds)
 
     def schema_version(self) -> int:
-        with self.connect(read_only=True) as connection:
-            return read_schema_version(connection)
+        with self.connect(read_only=True) as session:
+            return int(session.rows("SELECT coalesce(max(version), 0) FROM schema_version")[0][0])
 
     # --- the snapshot -------------------------------------------------------------------------
 
     def snapshot(self, audience: str) -> pl.DataFrame:
         """What ActiveCampaign holds for the audience: email, fields_hash, contact_id, status, reason, removed_at."""
-        with self.connect(read_only=True) as connection:
-            frame = connection.sql(
+        with self.connect(read_only=True) as session:
+            return session.frame(
                 "SELECT email, fields_hash, contact_id, status, reason, removed_at FROM snapshot WHERE audience = $audience",
-                params={"audience": audience},
-            ).pl()
-        return frame.cast(SNAPSHOT_COLUMNS)
+                SNAPSHOT_COLUMNS,
+                {"audience": audience},
+            )
 
     def snapshot_counts(self, audience: str) -> dict[str, int]:
-        with self.connect(read_only=True) as connection:
-            rows = connection.sql(
+        with self.connect(read_only=True) as session:
+            rows = session.rows(
                 "SELECT status, count(*) FROM snapshot WHERE audience = $audience GROUP BY status",
-                params={"audience": audience},
-            ).fetchall()
+                {"audience": audience},
+            )
         counts = dict.fromkeys(SNAPSHOT_STATUSES, 0)
-        counts.update({status: n for status, n in rows})
+        counts.update({status: int(n) for status, n in rows})
         return counts
 
     def commit_confirmed(
@@ -186,9 +146,9 @@ class SyncState:
         (reconciliation's corrections, from what the list holds, go through state.readback).
 
         `confirmed` has one row per contact: email, status (member/removed/opted_out/rejected), and
-        fields_hash, contact_id, reason, removed_at where known. Their intent-journal rows are cleared. A contact id already known is kept when the
-        new row has none. `ledger` rows (email, op, batch, status, reason) are appended in the
-        same transaction. Returns the number of snapshot rows written.
+        fields_hash, contact_id, reason, removed_at where known. Their intent-journal rows are cleared. A contact
+        id already known is kept when the new row has none. `ledger` rows (email, op, batch, status, reason) are
+        appended in the same transaction. Returns the number of snapshot rows written.
         """
         confirmed = _conform(confirmed, SNAPSHOT_COLUMNS, "confirmed rows")
         if confirmed.get_column("email").is_duplicated().any():
@@ -197,27 +157,19 @@ class SyncState:
         if not bad.is_empty():
             raise ValueError(f"snapshot status must be one of {', '.join(SNAPSHOT_STATUSES)}, got {bad['status'][0]!r}")
         ledger_rows = (
-            _conform(ledger if ledger is not None else pl.DataFrame(), LEDGER_COLUMNS, "ledger rows")
-            if ledger is not None and not ledger.is_empty()
-            else None
+            _conform(ledger, LEDGER_COLUMNS, "ledger rows") if ledger is not None and not ledger.is_empty() else None
         )
         now = _now()
-        with self.connect() as connection:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                if not confirmed.is_empty():
-                    upsert_snapshot(connection, audience, run_id, confirmed, now)
-                    # Settled: no longer in flight.
-                    connection.execute(
-                        "DELETE FROM journal WHERE audience = $audience AND email IN (SELECT email FROM snapshot_rows)",
-                        {"audience": audience},
-                    )
-                if ledger_rows is not None:
-                    append_ledger(connection, audience, run_id, ledger_rows, now)
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
+        with self.connect() as session, session.transaction():
+            if not confirmed.is_empty():
+                upsert_snapshot(session, audience, run_id, confirmed, now)
+                # Settled: no longer in flight.
+                session.execute(
+                    "DELETE FROM journal WHERE audience = $audience AND email IN (SELECT email FROM snapshot_rows)",
+                    {"audience": audience},
+                )
+            if ledger_rows is not None:
+                append_ledger(session, audience, run_id, ledger_rows, now)
         return confirmed.height
 
     # --- the ledger and runs ------------------------------------------------------------------
@@ -228,47 +180,36 @@ class SyncState:
         if run_id is not None:
             query += " AND run_id = $run_id"
             params["run_id"] = run_id
-        with self.connect(read_only=True) as connection:
-            return connection.sql(query + " ORDER BY recorded_at", params=params).pl()
+        with self.connect(read_only=True) as session:
+            return session.frame(query + " ORDER BY recorded_at", LEDGER_ROWS, params)
 
     def start_run(self, audience: str, run_id: str, dry_run: bool = False) -> None:
-        with self.connect() as connection:
-            connection.execute(
+        with self.connect() as session:
+            session.execute(
                 """INSERT INTO runs (run_id, audience, started_at, status, dry_run) VALUES ($run_id, $audience, $now, 'started', $dry)
                    ON CONFLICT (run_id, audience) DO UPDATE SET status = 'started', finished_at = NULL""",
                 {"run_id": run_id, "audience": audience, "now": _now(), "dry": dry_run},
             )
 
     def finish_run(self, audience: str, run_id: str, status: str, counts: dict[str, float]) -> None:
-        allowed = (
-            "adds",
-            "updates",
-            "removals",
-            "readds",
-            "confirmed",
-            "failed",
-            "opted_out",
-            "skipped",
-            "requests",
-            "seconds",
-        )
+        allowed = [name for name in RUNS_COLUMNS if name not in RUNS_COLUMNS_NOT_COUNTS]
         unknown = set(counts) - set(allowed)
         if unknown:
             raise ValueError(f"unknown run counts {sorted(unknown)}; known: {allowed}")
         assignments = ", ".join(f"{name} = ${name}" for name in counts)
-        with self.connect() as connection:
-            connection.execute(
+        with self.connect() as session:
+            session.execute(
                 f"UPDATE runs SET status = $status, finished_at = $now{', ' + assignments if assignments else ''} "
                 "WHERE run_id = $run_id AND audience = $audience",
                 {"status": status, "now": _now(), "run_id": run_id, "audience": audience, **counts},
             )
 
     def runs(self, audience: str | None = None) -> pl.DataFrame:
-        query, params = "SELECT * FROM runs", {}
+        query, params = f"SELECT {', '.join(RUNS_COLUMNS)} FROM runs", {}
         if audience is not None:
             query, params = query + " WHERE audience = $audience", {"audience": audience}
-        with self.connect(read_only=True) as connection:
-            return connection.sql(query + " ORDER BY started_at", params=params).pl()
+        with self.connect(read_only=True) as session:
+            return session.frame(query + " ORDER BY started_at", RUNS_COLUMNS, params)
 
     # --- the intent journal -------------------------------------------------------------------
 
@@ -282,68 +223,62 @@ class SyncState:
         rows = _conform(rows, JOURNAL_COLUMNS, "journal rows")
         if rows.is_empty():
             return
-        with self.connect() as connection:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                connection.register("intended_rows", rows)
-                connection.execute(
-                    """INSERT INTO journal SELECT $audience, email, op, $run_id, $now FROM intended_rows
-                       ON CONFLICT (audience, email) DO UPDATE SET
-                           op = excluded.op, run_id = excluded.run_id, intended_at = excluded.intended_at""",
-                    {"audience": audience, "run_id": run_id, "now": _now()},
-                )
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
+        with self.connect() as session, session.transaction():
+            session.stage("intended_rows", rows)
+            session.execute(
+                """INSERT INTO journal SELECT $audience, email, op, $run_id, $now FROM intended_rows
+                   ON CONFLICT (audience, email) DO UPDATE SET
+                       op = excluded.op, run_id = excluded.run_id, intended_at = excluded.intended_at""",
+                {"audience": audience, "run_id": run_id, "now": _now()},
+            )
 
     def clear_journal_before(self, audience: str, before: datetime) -> int:
         """Drop intents written before `before`: an earlier attempt's, once a push has examined them all."""
-        with self.connect() as connection:
-            stale = connection.execute(
-                "SELECT count(*) FROM journal WHERE audience = ? AND intended_at < ?", [audience, before]
-            ).fetchall()[0][0]
+        params = {"audience": audience, "before": before}
+        with self.connect() as session, session.transaction():
+            stale = int(
+                session.rows(
+                    "SELECT count(*) FROM journal WHERE audience = $audience AND intended_at < $before", params
+                )[0][0]
+            )
             if stale:
-                connection.execute("DELETE FROM journal WHERE audience = ? AND intended_at < ?", [audience, before])
-        return int(stale)
+                session.execute("DELETE FROM journal WHERE audience = $audience AND intended_at < $before", params)
+        return stale
 
     def journal(self, audience: str) -> pl.DataFrame:
         """The contacts an earlier push intended to send and whose outcome was never recorded:
         email, op, run_id, intended_at."""
-        with self.connect(read_only=True) as connection:
-            return connection.sql(
+        with self.connect(read_only=True) as session:
+            return session.frame(
                 "SELECT email, op, run_id, intended_at FROM journal WHERE audience = $audience",
-                params={"audience": audience},
-            ).pl()
+                JOURNAL_ROWS,
+                {"audience": audience},
+            )
 
     # --- the destination ----------------------------------------------------------------------
 
     def destination(self, audience: str) -> tuple[str, str] | None:
         """(account, list id) the audience's snapshot describes, or None when none was recorded."""
-        with self.connect(read_only=True) as connection:
-            rows = connection.execute(
-                "SELECT account, list_id FROM destination WHERE audience = ?", [audience]
-            ).fetchall()
+        with self.connect(read_only=True) as session:
+            rows = session.rows(
+                "SELECT account, list_id FROM destination WHERE audience = $audience", {"audience": audience}
+            )
         return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
     def record_destination(self, audience: str, account: str, list_id: str) -> None:
-        with self.connect() as connection:
-            write_destination(connection, audience, account, list_id, _now())
+        with self.connect() as session:
+            write_destination(session, audience, account, list_id, _now())
 
     def forget(self, audience: str) -> dict[str, int]:
         """Drop what the state believes about the audience's list (snapshot, journal, destination, read-back), in
         one transaction, keeping the ledger and runs as history. The next sync then treats the list as
         unknown and resyncs from it. Returns the rows removed per table."""
         removed: dict[str, int] = {}
-        with self.connect() as connection:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                for table in ("snapshot", "journal", "destination", "list_members", "list_reads"):
-                    count = connection.execute(f"SELECT count(*) FROM {table} WHERE audience = ?", [audience])
-                    removed[table] = int(count.fetchall()[0][0])
-                    connection.execute(f"DELETE FROM {table} WHERE audience = ?", [audience])
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
+        params = {"audience": audience}
+        with self.connect() as session, session.transaction():
+            for table in ("snapshot", "journal", "destination", "list_members", "list_reads"):
+                removed[table] = int(
+                    session.rows(f"SELECT count(*) FROM {table} WHERE audience = $audience", params)[0][0]
+                )
+                session.execute(f"DELETE FROM {table} WHERE audience = $audience", params)
         return removed

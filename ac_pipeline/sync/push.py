@@ -109,7 +109,15 @@ class Push:
 
     def run(self, changes: pl.DataFrame, members: pl.DataFrame | None = None) -> PushResult:
         """Push `changes` (audience_changes). `members` (audience_members) lets the push diff again after a
-        resync; without them a destination that changed is refused."""
+        resync; without them a destination that changed is refused.
+
+        The push holds its audience in the sync state from its first read of the snapshot to its last commit:
+        two pushes of one audience (a retry started while a lost attempt still runs, two orchestrators) never
+        interleave; the second waits, then diffs against what the first confirmed."""
+        with self.state.hold(self.audience.key, holder=f"push of run {self.run_id}"):
+            return self._run(changes, members)
+
+    def _run(self, changes: pl.DataFrame, members: pl.DataFrame | None) -> PushResult:
         started, requests_before = time.monotonic(), self.client.stats.requests
         snapshot = self.state.snapshot(self.audience.key)
         recorded = self.state.destination(self.audience.key)
@@ -257,6 +265,7 @@ class Push:
             list_id=destination.list_id,
             audience_emails=audience_emails,
             log=self.log,
+            held=True,
         )
         result.resynced = True
         counts = ", ".join(f"{n:,} {kind}" for kind, n in outcome.reconciliation.counts().items() if n) or "no drift"

@@ -33,6 +33,12 @@ class PostgresDatabase:
             host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.name, autocommit=True
         )
 
+    @property
+    def url(self) -> str:
+        """The database as AC_PIPELINE_STATE names it."""
+        password = f":{self.password}" if self.password else ""
+        return f"postgresql://{self.user}{password}@{self.host}:{self.port}/{self.name}"
+
     def dagster_env(self) -> dict[str, str]:
         """The variables deploy/dagster.yaml reads."""
         return {

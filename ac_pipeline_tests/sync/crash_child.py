@@ -57,39 +57,34 @@ def die_while_writing_parquet(nth: int) -> None:
 def die_in_commit(nth: int, committed: bool) -> None:
     """The nth `SyncState.commit_confirmed` dies just before its COMMIT, or (`committed`) right after it,
     before closing the connection."""
+    from ac_pipeline.state.duckdb_backend import DuckDBSession
     from ac_pipeline.state.store import SyncState
 
-    original_connect = SyncState.connect
+    original_transaction = DuckDBSession.transaction
     original_commit = SyncState.commit_confirmed
     state = {"commits": 0, "inside": False}
 
-    class Connection:
-        def __init__(self, connection: Any) -> None:
-            self._connection = connection
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._connection, name)
-
-        def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
-            commit = state["inside"] and query.strip().upper() == "COMMIT"
-            if commit and not committed and state["commits"] + 1 == nth:
-                print("dying before COMMIT", flush=True)
-                die()
-            answer = self._connection.execute(query, *args, **kwargs)
-            if commit:
-                state["commits"] += 1
-                if state["commits"] == nth:
-                    members = self._connection.execute(
-                        "SELECT count(*) FROM snapshot WHERE status = 'member'"
-                    ).fetchall()[0][0]
-                    print(f"committed {members} members", flush=True)
-                    die()
-            return answer
-
     @contextlib.contextmanager
-    def connect(self: SyncState, read_only: bool = False) -> Any:
-        with original_connect(self, read_only) as connection:
-            yield Connection(connection)
+    def transaction(self: DuckDBSession) -> Any:
+        if not state["inside"]:
+            with original_transaction(self):
+                yield
+            return
+        self.connection.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        if not committed and state["commits"] + 1 == nth:
+            print("dying before COMMIT", flush=True)
+            die()
+        self.connection.execute("COMMIT")
+        state["commits"] += 1
+        if committed and state["commits"] == nth:
+            members = self.connection.execute("SELECT count(*) FROM snapshot WHERE status = 'member'").fetchall()[0][0]
+            print(f"committed {members} members", flush=True)
+            die()
 
     def commit_confirmed(self: SyncState, *args: Any, **kwargs: Any) -> int:
         state["inside"] = True
@@ -98,7 +93,7 @@ def die_in_commit(nth: int, committed: bool) -> None:
         finally:
             state["inside"] = False
 
-    SyncState.connect = connect  # type: ignore[method-assign]
+    DuckDBSession.transaction = transaction  # type: ignore[method-assign]
     SyncState.commit_confirmed = commit_confirmed  # type: ignore[method-assign]
 
 
