@@ -1,26 +1,33 @@
 """How close the push gets to the ceiling ActiveCampaign's limits allow.
 
-Starts `ac-pipeline sandbox --speed 20` in its own process, then pushes through the same engine the
-`activecampaign_sync` asset uses (Push, with the sync state in a temporary DuckDB file):
+For each sync state backend, a fresh `ac-pipeline sandbox --speed 20` in its own process, then pushes through
+the same engine the `activecampaign_sync` asset uses (Push):
   1. 100,000 adds (a first sync),
   2. 10,000 mixed changes (adds, updates and removals),
   3. a sync with no changes.
 Prints contacts per minute as a share of the ceiling (25,000 a minute x speed: 100 bulk imports of 250
-contacts a minute), requests per changed contact, and the requests of the no-change sync.
+contacts a minute), requests per changed contact, and the requests of the no-change sync. The backends are a
+temporary DuckDB file and a scratch database on Postgres (dropped after), side by side in one run, with the
+ratio of their shares (issue 10: the push with Postgres state keeps the share it has with DuckDB state).
 Targets: at least 0.9 of the ceiling; a no-change sync sends at most 3 requests.
 
     python benchmarks/push_bench.py [--speed 20] [--adds 100000] [--changes 10000]
+        [--state duckdb,postgres] [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import secrets
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
@@ -78,50 +85,64 @@ def push(client, state, audience, changes: pl.DataFrame, speed: float, run_id: s
     return seconds, client.stats.requests - before, sum(result.pending.values())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--speed", type=float, default=20.0)
-    parser.add_argument("--adds", type=int, default=100_000)
-    parser.add_argument("--changes", type=int, default=10_000)
-    args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="ac-push-bench-"))
+def start_sandbox(speed: float) -> tuple[subprocess.Popen, ActiveCampaignClient]:
     port = free_port()
     sandbox = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "ac_pipeline.cli",
-            "sandbox",
+            *("-m", "ac_pipeline.cli", "sandbox"),
             "--port",
             str(port),
             "--speed",
-            repr(args.speed),
+            repr(speed),
             "--api-key",
             KEY,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    client = ActiveCampaignClient(f"http://127.0.0.1:{port}", KEY, limits=RateLimits(safety_margin=0.2).scaled(speed))
+    for _ in range(100):
+        try:
+            client.request("GET", "lists", params={"limit": 1})
+            break
+        except Exception:
+            time.sleep(0.1)
+    return sandbox, client
+
+
+@contextlib.contextmanager
+def scratch_postgres(maintenance_url: str) -> Iterator[str]:
+    """A database of its own on the server of `maintenance_url`, dropped after."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"ac_pipeline_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(maintenance_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            parts = urlsplit(maintenance_url)
+            yield urlunsplit(parts._replace(path=f"/{name}"))
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def bench(location: Path | str, args: argparse.Namespace) -> list[float]:
+    """The three pushes against a fresh sandbox, with the state at `location`; the shares of the ceiling of
+    the first two."""
+    sandbox, client = start_sandbox(args.speed)
     try:
-        url = f"http://127.0.0.1:{port}"
-        client = ActiveCampaignClient(url, KEY, limits=RateLimits(safety_margin=0.2).scaled(args.speed))
-        for _ in range(100):
-            try:
-                client.request("GET", "lists", params={"limit": 1})
-                break
-            except Exception:
-                time.sleep(0.1)
         audience = parse_audiences(AUDIENCE).get("bench")
-        state = SyncState(work / "state.duckdb")
+        state = SyncState(location)
         ceiling = 25_000 * args.speed  # contacts a minute: 100 imports x 250 contacts x speed
-        print(f"sandbox at speed {args.speed:g}: ceiling {ceiling:,.0f} contacts/minute")
+        print(f"state {state.where}, sandbox at speed {args.speed:g}: ceiling {ceiling:,.0f} contacts/minute")
 
         first = members(args.adds)
         seconds, requests, sent = push(
             client, state, audience, diff(first, state.snapshot("bench")), args.speed, "run-1"
         )
         rate = sent / seconds * 60
+        shares = [rate / ceiling]
         print(
             f"1. {sent:,} adds: {seconds:.1f} s, {rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, "
             f"{requests:,} requests ({requests / sent:.4f} per contact)"
@@ -136,6 +157,7 @@ def main() -> int:
         changes = diff(second, state.snapshot("bench"))
         seconds, requests, sent = push(client, state, audience, changes, args.speed, "run-2")
         rate = sent / seconds * 60
+        shares.append(rate / ceiling)
         print(
             f"2. {sent:,} mixed changes {dict(changes.group_by('op').len().iter_rows())}: {seconds:.1f} s, "
             f"{rate:,.0f} contacts/minute = {rate / ceiling:.2f} of the ceiling, {requests:,} requests "
@@ -146,9 +168,36 @@ def main() -> int:
         seconds, requests, sent = push(client, state, audience, changes, args.speed, "run-3")
         print(f"3. no changes: {requests} requests (target <= 3), {seconds:.2f} s")
         client.close()
+        return shares
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--speed", type=float, default=20.0)
+    parser.add_argument("--adds", type=int, default=100_000)
+    parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--state", default="duckdb,postgres", help="the backends to measure, in this order")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+
+    shares: dict[str, list[float]] = {}
+    for backend in args.state.split(","):
+        if backend == "duckdb":
+            shares[backend] = bench(Path(tempfile.mkdtemp(prefix="ac-push-bench-")) / "state.duckdb", args)
+        elif backend == "postgres":
+            with scratch_postgres(args.postgres) as url:
+                shares[backend] = bench(url, args)
+        else:
+            parser.error(f"unknown backend {backend!r}: duckdb or postgres")
+    if {"duckdb", "postgres"} <= set(shares):
+        ratios = [p / d for p, d in zip(shares["postgres"], shares["duckdb"], strict=True)]
+        print(
+            "share of the ceiling, postgres / duckdb: "
+            f"adds {ratios[0]:.2f}, mixed changes {ratios[1]:.2f} (1.00 = the same share)"
+        )
     return 0
 
 
