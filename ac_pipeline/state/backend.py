@@ -9,6 +9,7 @@ same Polars types. A `Backend` opens sessions on a migrated database and holds n
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -58,8 +59,11 @@ class Backend(Protocol):
 
 
 def open_backend(location: Path | str) -> Backend:
-    """A Postgres URL (`postgresql://` or `postgres://`), or else a DuckDB file."""
+    """A Postgres URL (`postgresql://`, `postgres://`, `postgresql+<driver>://`), or else a DuckDB file."""
     text = str(location)
+    # SQLAlchemy's spelling (postgresql+psycopg2://, as Dagster's own storage needs it) names the same database:
+    # one URL serves both.
+    text = re.sub(r"^(postgres(?:ql)?)\+\w+://", r"\1://", text)
     if text.startswith(("postgresql://", "postgres://")):
         from ac_pipeline.state.postgres_backend import PostgresBackend  # psycopg: only where Postgres is used
 

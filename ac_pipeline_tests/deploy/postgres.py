@@ -40,14 +40,8 @@ class PostgresDatabase:
         return f"postgresql://{self.user}{password}@{self.host}:{self.port}/{self.name}"
 
     def dagster_env(self) -> dict[str, str]:
-        """The variables deploy/dagster.yaml reads."""
-        return {
-            "DAGSTER_PG_HOST": self.host,
-            "DAGSTER_PG_PORT": str(self.port),
-            "DAGSTER_PG_USER": self.user,
-            "DAGSTER_PG_PASSWORD": self.password,
-            "DAGSTER_PG_DB": self.name,
-        }
+        """The variable deploy/dagster.yaml reads: the same database, through the driver dagster-postgres needs."""
+        return {"DAGSTER_PG_URL": self.url.replace("postgresql://", "postgresql+psycopg2://", 1)}
 
 
 def _maintenance_connection() -> tuple[psycopg.Connection, str]:

@@ -25,10 +25,12 @@ def quoted(emails: list[str]) -> str:
 def test_syncs_keep_their_state_in_postgres(
     home: Paths, sandbox: SandboxServer, postgres_database: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AC_PIPELINE_STATE", postgres_database.url)
+    # The URL as Dagster's own storage takes it (DAGSTER_PG_URL, postgresql+psycopg2://): one URL serves both.
+    url = postgres_database.dagster_env()["DAGSTER_PG_URL"]
+    monkeypatch.setenv("AC_PIPELINE_STATE", url)
     point_at(monkeypatch, sandbox)
     pipeline = Pipeline(home=paths(), sandbox=sandbox, defs=build_definitions())
-    assert pipeline.home.state == postgres_database.url
+    assert pipeline.home.state == url
     assert isinstance(pipeline.state.backend, PostgresBackend)
 
     def sync() -> dict:
