@@ -16,6 +16,7 @@ from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.audiences.schedules import build_daily_sync
+from ac_pipeline.defs.executor import sync_executor
 from ac_pipeline.defs.io import PolarsParquetIOManager
 from ac_pipeline.settings import Paths, paths
 
@@ -31,6 +32,7 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
         "audience_sync",
         selection=dg.AssetSelection.assets(members, changes, push),
         partitions_def=partitions,
+        executor_def=sync_executor(),
         description="Compute each audience, diff it against the last confirmed sync, and push the changes "
         "to its ActiveCampaign list. One run per audience (partition).",
     )
