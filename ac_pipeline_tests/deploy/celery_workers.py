@@ -30,7 +30,7 @@ from ac_pipeline.defs.executor import BROKER_VAR, QUEUE_VAR
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 # The variables a machine does not inherit from the test: each is set per machine, or not at all.
-PRIVATE_PREFIXES = ("AC_PIPELINE_", "ACTIVECAMPAIGN_", "DAGSTER_")
+PRIVATE_PREFIXES = ("AC_PIPELINE_", "ACTIVECAMPAIGN_", "DAGSTER_", "AWS_")
 
 
 def rabbitmq_broker() -> str:

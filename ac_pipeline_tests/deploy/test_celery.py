@@ -4,8 +4,9 @@ gives the push to the other worker, which resumes from the shared sync state; th
 for the `activecampaign` pool the whole time. Afterwards each list is its audience, contact by contact, the
 snapshot agrees, and the sandbox saw the two pushes' writes one after the other, never interleaved.
 
-Needs Postgres (Dagster's instance, deploy/dagster.yaml) and RabbitMQ at their standard ports on 127.0.0.1;
-skipped without them, saying why, except on CI, where it fails.
+The machines share only Postgres (Dagster's instance from deploy/dagster.yaml, and the sync state), an S3 bucket
+(moto's server, started here on loopback) and the broker. Needs Postgres and RabbitMQ at their standard ports on
+127.0.0.1; skipped without them, saying why, except on CI, where it fails.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import dagster as dg
 import polars as pl
 import pytest
+from moto.server import ThreadedMotoServer
 
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.defs.executor import BROKER_VAR, QUEUE_VAR, celery_config
+from ac_pipeline.defs.object_store import LocalFolder, ObjectStore, open_store
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.admin_client import SandboxAdminError
 from ac_pipeline.settings import Paths
@@ -28,10 +32,12 @@ from ac_pipeline_tests.conftest import REPO
 from ac_pipeline_tests.deploy.celery_workers import Cluster, cluster_on_rabbitmq, wait_until
 from ac_pipeline_tests.deploy.postgres import PostgresDatabase
 from ac_pipeline_tests.deploy.write_log import WriteLog, record_writes
+from ac_pipeline_tests.fixtures.network import free_port
 from ac_pipeline_tests.fixtures.sandbox import SANDBOX_API_KEY
 
 DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 POOL, PUSH = "activecampaign", "activecampaign_sync"
+BUCKET = "ac-pipeline"
 # Two audiences of about 3,000 contacts each over the sample customer 360: a push takes a few seconds at sandbox
 # speed SPEED, in a dozen bulk imports confirmed one by one, so that the kill lands between its first batch and
 # its last, once some of them are in the snapshot.
@@ -52,7 +58,9 @@ SPEED = 1.0
 
 
 @pytest.fixture
-def instance(postgres_database: PostgresDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def instance(
+    postgres_database: PostgresDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
     """The test's own view of the Dagster instance the machines share (deploy/dagster.yaml on the scratch
     database), to read the runs' events."""
     for name, value in postgres_database.dagster_env().items():
@@ -115,17 +123,43 @@ def sandbox(writes: WriteLog, make_sandbox: Callable[..., SandboxServer]) -> San
 
 
 @pytest.fixture
+def object_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """An S3 bucket on moto's server on loopback: the AWS variables that reach it, set here too."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield env
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def cluster(
-    postgres_database: PostgresDatabase, sandbox: SandboxServer, sample_360: Path, tmp_path: Path
+    postgres_database: PostgresDatabase,
+    object_store: dict[str, str],
+    sandbox: SandboxServer,
+    sample_360: Path,
+    tmp_path: Path,
 ) -> Iterator[Cluster]:
-    """Machines that share Postgres (Dagster's instance and the sync state, in a schema of its own), the asset
-    values and the broker; each has its own copy of the customer 360 and of audiences.yaml."""
+    """Machines that share only Postgres (Dagster's instance, and the sync state in a schema of its own), the
+    object store and the broker; each has its own copy of the customer 360 and of audiences.yaml."""
     audiences_yaml = tmp_path / "audiences.yaml"
     audiences_yaml.write_text(AUDIENCES_YAML)
     env = {
         **postgres_database.dagster_env(),
+        **object_store,
         "AC_PIPELINE_STATE": postgres_database.url,
-        "AC_PIPELINE_ASSETS": str(tmp_path / "shared" / "assets"),
+        "AC_PIPELINE_ASSETS": f"s3://{BUCKET}/assets",
         "ACTIVECAMPAIGN_API_URL": sandbox.url,
         "ACTIVECAMPAIGN_API_KEY": SANDBOX_API_KEY,
         "AC_PIPELINE_SANDBOX_SPEED": repr(SPEED),
@@ -138,7 +172,7 @@ def test_a_push_on_a_killed_worker_resumes_on_the_other_without_overlap(
     cluster: Cluster, instance: dg.DagsterInstance, sandbox: SandboxServer, writes: WriteLog
 ) -> None:
     state = SyncState(cluster.shared_env["AC_PIPELINE_STATE"])
-    assets = Path(cluster.shared_env["AC_PIPELINE_ASSETS"])
+    assets = open_store(cluster.shared_env["AC_PIPELINE_ASSETS"])
     started = time.monotonic()
     workers = {name: cluster.worker(name) for name in ("w1", "w2")}
     wait_until(lambda: all(" ready." in w.log() for w in workers.values()), "both workers ready", 30)
@@ -188,6 +222,14 @@ def test_a_push_on_a_killed_worker_resumes_on_the_other_without_overlap(
         snapshot = state.snapshot(audience)
         assert set(snapshot.filter(pl.col("status") == "member").get_column("email")) == members, audience
 
+    # No machine kept the state or an asset value on its disk: only its own copy of the customer 360.
+    kept = [
+        path.relative_to(cluster.root)
+        for path in cluster.root.rglob("*")
+        if path.suffix in (".parquet", ".duckdb") and path.name != "customer_360.duckdb"
+    ]
+    assert not kept, f"files on the machines' disks: {kept}"
+
     # One push at a time: the writes for one list all came before those for the other.
     spans = sorted(writes.spans().values())
     assert len(spans) == 2, spans
@@ -209,6 +251,7 @@ def _listed(sandbox: SandboxServer, list_name: str) -> set[str]:
         raise
 
 
-def _audience(assets: Path, partition: str) -> set[str]:
-    members = pl.read_parquet(assets / "audience_members" / f"{partition}.parquet")
+def _audience(assets: LocalFolder | ObjectStore, partition: str) -> set[str]:
+    members = assets.read(f"audience_members/{partition}.parquet")
+    assert members is not None, f"no audience_members of {partition} in {assets.locate('')}"
     return set(members.filter(pl.col("status") == "member").get_column("email"))
