@@ -100,6 +100,23 @@ MIGRATIONS: dict[int, list[str]] = {
             members BIGINT NOT NULL
         )""",
     ],
+    4: [
+        # The customer 360's stable id of each contact (source.id_column): a customer whose email changes is
+        # the same contact, and the sync changes the contact's email instead of removing one and adding another.
+        "ALTER TABLE snapshot ADD COLUMN customer_id VARCHAR",
+        # Treatment and control groups: which group each audience member was assigned, kept while they stay in
+        # the audience (assignment is sticky), and queryable for measuring lift. Control members are recorded
+        # here and never sent.
+        """CREATE TABLE audience_groups (
+            audience VARCHAR NOT NULL,
+            customer_id VARCHAR NOT NULL,
+            email VARCHAR NOT NULL,
+            group_name VARCHAR NOT NULL,
+            assigned_at TIMESTAMPTZ NOT NULL,
+            run_id VARCHAR,
+            PRIMARY KEY (audience, customer_id)
+        )""",
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -111,6 +128,7 @@ SNAPSHOT_COLUMNS: dict[str, pl.DataType] = {
     "status": pl.String(),
     "reason": pl.String(),
     "removed_at": pl.Datetime("us", "UTC"),
+    "customer_id": pl.String(),
 }
 LEDGER_COLUMNS: dict[str, pl.DataType] = {
     "email": pl.String(),

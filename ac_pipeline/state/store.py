@@ -57,16 +57,18 @@ def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType], what: str) ->
 def upsert_snapshot(session: Session, audience: str, run_id: str, rows: pl.DataFrame, now: datetime) -> None:
     """Write snapshot rows (SNAPSHOT_COLUMNS), inside the caller's transaction, as table `snapshot_rows`.
 
-    A contact id or hash already known is kept when the new row has none; `removed_at` lives only as long as
-    the status is `removed`."""
+    A contact id, customer id or hash already known is kept when the new row has none; `removed_at` lives only
+    as long as the status is `removed`."""
     session.stage("snapshot_rows", _conform(rows, SNAPSHOT_COLUMNS, "snapshot rows"))
     session.execute(
-        """INSERT INTO snapshot
-           SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now, removed_at
+        """INSERT INTO snapshot (audience, email, fields_hash, contact_id, status, reason, run_id, updated_at,
+                                 removed_at, customer_id)
+           SELECT $audience, email, fields_hash, contact_id, status, reason, $run_id, $now, removed_at, customer_id
            FROM snapshot_rows
            ON CONFLICT (audience, email) DO UPDATE SET
                fields_hash = coalesce(excluded.fields_hash, snapshot.fields_hash),
                contact_id = coalesce(excluded.contact_id, snapshot.contact_id),
+               customer_id = coalesce(excluded.customer_id, snapshot.customer_id),
                status = excluded.status,
                reason = excluded.reason,
                run_id = excluded.run_id,
@@ -121,10 +123,11 @@ class SyncState:
     # --- the snapshot -------------------------------------------------------------------------
 
     def snapshot(self, audience: str) -> pl.DataFrame:
-        """What ActiveCampaign holds for the audience: email, fields_hash, contact_id, status, reason, removed_at."""
+        """What ActiveCampaign holds for the audience: email, fields_hash, contact_id, status, reason, removed_at,
+        customer_id."""
         with self.connect(read_only=True) as session:
             return session.frame(
-                "SELECT email, fields_hash, contact_id, status, reason, removed_at FROM snapshot WHERE audience = $audience",
+                f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshot WHERE audience = $audience",
                 SNAPSHOT_COLUMNS,
                 {"audience": audience},
             )

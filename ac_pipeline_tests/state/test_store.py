@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from polars.testing import assert_frame_equal
 
+from ac_pipeline.migrations import migrate
 from ac_pipeline.state.backend import StateBusy, StateError
-from ac_pipeline.state.schema import SCHEMA_VERSION, SNAPSHOT_COLUMNS
+from ac_pipeline.state.schema import MIGRATIONS, SCHEMA_VERSION, SNAPSHOT_COLUMNS
 from ac_pipeline.state.store import SyncState
 
 CHILD = [sys.executable, "-m", "ac_pipeline_tests.state.state_child"]
@@ -127,6 +128,7 @@ def test_values_and_types_come_back_as_they_went_in(state: SyncState) -> None:
             "status": ["removed"] * (len(awkward) + 1),
             "reason": [None, *awkward],
             "removed_at": [when + timedelta(days=n) for n in range(len(awkward) + 1)],
+            "customer_id": [*awkward, None],
         },
         schema=SNAPSHOT_COLUMNS,
     )
@@ -247,3 +249,18 @@ def test_a_location_that_cannot_be_used_says_what_to_do(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a database" * 1000)
     with pytest.raises(StateError, match="cannot be read"):
         SyncState(garbage).snapshot("vip")
+
+
+def test_a_state_file_of_an_earlier_version_is_migrated_forward(tmp_path: Path) -> None:
+    """A version 3 file (before customer ids and groups) keeps its rows and gains the new columns and tables."""
+    path = tmp_path / "state.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        migrate(connection, 0, {version: MIGRATIONS[version] for version in (1, 2, 3)})
+        connection.execute(
+            "INSERT INTO snapshot (audience, email, fields_hash, status, updated_at) VALUES ('vip', 'a@x.io', 'h', 'member', now())"
+        )
+    state = SyncState(path)
+    assert state.schema_version() == SCHEMA_VERSION
+    assert state.snapshot("vip").select("email", "status", "customer_id").rows() == [("a@x.io", "member", None)]
+    with state.connect() as session:
+        assert session.rows("SELECT count(*) FROM audience_groups") == [(0,)]
