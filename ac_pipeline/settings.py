@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,12 @@ def paths() -> Paths:
         sandbox_state=_env_path("AC_PIPELINE_SANDBOX_STATE", home / "sandbox.sqlite"),
         dagster_home=_env_path("DAGSTER_HOME", home / "dagster_home"),
     )
+
+
+def redact(url: str) -> str:
+    """A location as it may be shown (messages, logs, metadata): a URL's password replaced with `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

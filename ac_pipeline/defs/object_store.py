@@ -25,12 +25,13 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 # fsspec ships no type information (pyproject.toml's mypy overrides are another change's to make).
 import fsspec  # type: ignore[import-untyped]
 import polars as pl
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
+
+from ac_pipeline.settings import redact
 
 LOCAL_PROTOCOLS = (None, "file", "local")
 
@@ -147,16 +148,6 @@ def open_store(location: str) -> LocalFolder | ObjectStore:
     """A folder (a path or a file:// URL), or an object store for any other fsspec URL."""
     protocol, path = fsspec.core.split_protocol(location)
     return LocalFolder(Path(path)) if protocol in LOCAL_PROTOCOLS else ObjectStore(location)
-
-
-def redact(url: str) -> str:
-    """`url` without the password a URL may carry (sftp://user:secret@host/...)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _error_code(error: BaseException) -> str | None:

@@ -21,7 +21,6 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import psycopg
@@ -29,6 +28,7 @@ from psycopg import sql as pgsql
 from psycopg.types.string import StrDumper
 
 from ac_pipeline.migrations import migrate, read_schema_version
+from ac_pipeline.settings import redact
 from ac_pipeline.state.backend import Params, StateBusy, StateError, keep_trying
 from ac_pipeline.state.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -54,15 +54,6 @@ PG_TIMESTAMP = "%Y-%m-%d %H:%M:%S%.f%#z"
 IDLE_CONNECTIONS = 4
 # The key of the advisory lock that serialises migrations (any constant; "acpi" in ASCII).
 MIGRATION_LOCK = 0x61637069
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _positional(sql: str) -> str:
