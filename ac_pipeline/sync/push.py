@@ -182,6 +182,7 @@ class Push:
             standard_fields=tuple(self.audience.fields.expressions()),
             field_ids=destination.field_ids,
             tags=tuple(self.audience.tags),
+            group_tags=self.audience.group_tags,
         )
         leftovers = self.state.journal(self.audience.key)
         if leftovers.height:
