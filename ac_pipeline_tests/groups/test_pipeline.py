@@ -47,6 +47,11 @@ def _contacts(pipeline: Pipeline) -> dict[str, set[str]]:
     return tags
 
 
+def _writes(pipeline: Pipeline) -> int:
+    by_path = pipeline.sandbox.admin.requests()["by_path_status"]
+    return sum(int(n) for path, statuses in by_path.items() if not path.startswith("GET") for n in statuses.values())
+
+
 def _vip_ids(pipeline: Pipeline) -> list[int]:
     with duckdb.connect(str(pipeline.home.customer_360), read_only=True) as connection:
         rows = connection.sql("SELECT customer_id FROM customers WHERE loyalty_tier IN ('gold', 'platinum')")
@@ -90,6 +95,16 @@ def test_control_never_reaches_activecampaign_and_groups_hold_over_ten_syncs_wit
             assert members[f"group_{name}_moved"] == 0
         assert members["control"] == len(control) and members["members"] == len(sent)
     assert len(ever_in_control) > len(control)  # churn brought new people into control over the ten syncs
+
+    # The read-back sees each contact's group tag as the members' hash does: a list in step reads as in step.
+    writes = _writes(pipeline)
+    resynced = materialization(
+        pipeline.sync(AUDIENCE, run_config={"ops": {"activecampaign_sync": {"config": {"resync": True}}}}),
+        "activecampaign_sync",
+    )
+    assert resynced["resynced"] is True
+    assert resynced["adds"] + resynced["updates"] + resynced["removals"] + resynced["readds"] == 0
+    assert _writes(pipeline) == writes
 
 
 def test_a_share_change_moves_only_whom_it_must_and_control_leaves_the_list(pipeline: Pipeline) -> None:
