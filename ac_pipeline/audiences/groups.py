@@ -76,8 +76,8 @@ def layout_group(draw: pl.Expr, groups: Mapping[str, Group]) -> pl.Expr:
 def assign(members: pl.DataFrame, stored: pl.DataFrame, groups: Mapping[str, Group], salt: str) -> pl.DataFrame:
     """Groups for `members` (customer_id as text, email) given the `stored` assignments (customer_id, group_name).
 
-    Returns customer_id, email, group_name and `how`: `kept` (stored group), `new` (the draw's group) or
-    `moved` (a share change moved them). See the module docstring for the rules.
+    Returns customer_id, email, group_name, `how`: `kept` (stored group), `new` (the draw's group) or `moved`
+    (a share change moved them), and `moved_from` (the group a mover left). See the module docstring.
     """
     known = stored.filter(pl.col("group_name").is_in(list(groups))).select(
         "customer_id", pl.col("group_name").alias("_stored")
@@ -104,7 +104,7 @@ def assign(members: pl.DataFrame, stored: pl.DataFrame, groups: Mapping[str, Gro
         or [frame.clear()]
     ).sort("_draw")
     if movers.is_empty():
-        return frame.select("customer_id", "email", "group_name", "how")
+        return frame.select("customer_id", "email", "group_name", "how", moved_from=pl.lit(None, dtype=pl.String))
     room = {name: due.get(name, 0) - held.get(name, 0) for name in groups}
     destinations = []
     for wanted in movers.get_column("_due"):
@@ -117,8 +117,9 @@ def assign(members: pl.DataFrame, stored: pl.DataFrame, groups: Mapping[str, Gro
         .with_columns(
             group_name=pl.coalesce("_to", "group_name"),
             how=pl.when(pl.col("_to").is_not_null()).then(pl.lit("moved")).otherwise(pl.col("how")),
+            moved_from=pl.when(pl.col("_to").is_not_null()).then(pl.col("group_name")),
         )
-        .select("customer_id", "email", "group_name", "how")
+        .select("customer_id", "email", "group_name", "how", "moved_from")
     )
 
 
@@ -141,10 +142,11 @@ def _members_by_id(rows: pl.DataFrame, audience: Audience) -> pl.DataFrame:
 
 
 def with_groups(rows: pl.DataFrame, audience: Audience, stored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The audience's rows with a `group` column (members only), control members set to the status `control`,
-    and `fields_hash` carrying each member's group tag; and the assignments to store (see `assign`)."""
+    """The audience's rows with `group` and `moved_from` columns (members only), control members set to the
+    status `control`, and `fields_hash` carrying each member's group tag; and the assignments to store (`assign`).
+    `moved_from` lets the push take a moved member's old group tag off (sync/group_tags.py)."""
     assignments = assign(_members_by_id(rows, audience), stored, audience.groups, audience.salt_or_key)
-    by_id = assignments.select("customer_id", group=pl.col("group_name"))
+    by_id = assignments.select("customer_id", "moved_from", group=pl.col("group_name"))
     held_out = [name for name, group in audience.groups.items() if not group.send]
     tags = audience.group_tags
     grouped = (
@@ -152,6 +154,7 @@ def with_groups(rows: pl.DataFrame, audience: Audience, stored: pl.DataFrame) ->
         .join(by_id, left_on="_id", right_on="customer_id", how="left")
         .with_columns(
             group=pl.when(pl.col("status") == "member").then(pl.col("group")),
+            moved_from=pl.when(pl.col("status") == "member").then(pl.col("moved_from")),
             _tag=pl.col("group").replace_strict(tags, default=None, return_dtype=pl.String),
         )
     )

@@ -148,7 +148,9 @@ class Audience(_Strict):
             if len(tags) != len(set(tags)):
                 raise ValueError("two groups carry the same tag; give each group a tag of its own (or none)")
             if set(tags) & {tag.casefold() for tag in self.tags}:
-                raise ValueError("a group's tag is also one of the audience's tags (which every member gets); rename it")
+                raise ValueError(
+                    "a group's tag is also one of the audience's tags (which every member gets); rename it"
+                )
             for name, group in self.groups.items():
                 if not KEY_PATTERN.match(name):
                     raise ValueError(f"group name {name!r} must be lower-case letters, digits, '_' or '-'")

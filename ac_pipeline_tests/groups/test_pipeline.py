@@ -96,6 +96,22 @@ def test_control_never_reaches_activecampaign_and_groups_hold_over_ten_syncs_wit
         assert members["control"] == len(control) and members["members"] == len(sent)
     assert len(ever_in_control) > len(control)  # churn brought new people into control over the ten syncs
 
+    # Variant a shrinks, b grows: exactly the a members whose draw now falls in b move, and carry only b's tag.
+    _declare(
+        pipeline,
+        "{a: {share: 0.3, tag: variant-a}, b: {share: 0.5, tag: variant-b}, control: {share: 0.2, send: false}}",
+    )
+    result = pipeline.sync(AUDIENCE)
+    assert result.success
+    groups = _groups(pipeline)
+    draw = dict(zip(sorted(groups), draws(pl.Series(sorted(groups)), AUDIENCE).to_list(), strict=True))
+    moved = {cid for cid in groups if previous[cid][1] != groups[cid][1]}
+    assert moved == {cid for cid in groups if previous[cid][1] == "a" and 0.3 <= draw[cid] < 0.4} != set()
+    assert {groups[cid][1] for cid in moved} == {"b"}
+    assert materialization(result, "activecampaign_sync")["updates"] == len(moved)
+    contacts = _contacts(pipeline)
+    assert all(contacts[email] == {"VIP", f"variant-{group}"} for email, group in groups.values() if group != "control")
+
     # The read-back sees each contact's group tag as the members' hash does: a list in step reads as in step.
     writes = _writes(pipeline)
     resynced = materialization(
