@@ -77,6 +77,11 @@ def test_control_never_reaches_activecampaign_and_groups_hold_over_ten_syncs_wit
         assert [cid for cid in stayed if previous[cid][1] != groups[cid][1]] == [], sync
         if sync:
             assert len(stayed) < len(previous) and len(groups.keys() - previous.keys()) > 0  # real churn
+        if not sync:
+            # Each group's share of the real audience, within 5 binomial standard deviations (test_assignment.py).
+            for name, share in (("a", 0.4), ("b", 0.4), ("control", 0.2)):
+                held = sum(1 for _, g in groups.values() if g == name)
+                assert abs(held - share * len(groups)) <= 5 * (len(groups) * share * (1 - share)) ** 0.5, name
         previous = groups
         sent = {email for email, group in groups.values() if group != "control"}
         control = {email for email, group in groups.values() if group == "control"}
