@@ -28,8 +28,8 @@ import polars as pl
 from ac_pipeline.audiences.models import Audience, AudienceConfigError, Group
 
 CONTROL_STATUS = "control"
-# The draw uses the first 15 hex digits of md5 (60 bits): exact in a BIGINT and in a float's 53-bit mantissa's
-# reach for any share anyone would write.
+# The draw uses the first 15 hex digits of md5 (60 bits), which fit a BIGINT; as a fraction (a double) it keeps
+# 53 of them, far finer than any share anyone would write.
 _DRAW_BITS = 60
 
 
