@@ -81,6 +81,20 @@ class RemovalGuard(_Strict):
     min_list_size: int = Field(default=20, ge=0)
 
 
+class Group(_Strict):
+    """One group of an audience (treatment, control, an A/B variant): its share, and what its members get."""
+
+    share: float = Field(gt=0, le=1)
+    # False: a control group, recorded in the sync state and never sent to ActiveCampaign.
+    send: bool = True
+    # A tag ActiveCampaign puts on this group's contacts (on top of the audience's tags), e.g. `variant-a`.
+    tag: str | None = Field(default=None, min_length=1)
+
+
+# Shares are written as decimals (0.9 + 0.1 is not exactly 1.0 in floating point).
+SHARE_TOLERANCE = 1e-9
+
+
 class Audience(_Strict):
     key: str
     description: str = ""
@@ -99,6 +113,10 @@ class Audience(_Strict):
     drift_warning_share: float = Field(default=0.05, ge=0, le=1)
     # Imported contacts start automations unless excluded; most list syncs must not trigger them.
     exclude_automations: bool = True
+    # Treatment and control groups (audiences/groups.py): name -> share, send, tag. Empty: no groups.
+    groups: dict[str, Group] = Field(default_factory=dict)
+    # What the group hash mixes in with the customer id (default: the audience key). A new salt draws new groups.
+    salt: str | None = Field(default=None, min_length=1)
 
     @field_validator("key")
     @classmethod
@@ -114,6 +132,40 @@ class Audience(_Strict):
         if not self.fields.email:
             raise ValueError("fields.email is required: name the customer 360 column that holds the email address")
         return self
+
+    @model_validator(mode="after")
+    def _groups_split_the_audience(self) -> Audience:
+        if self.salt is not None and not self.groups:
+            raise ValueError("salt is set but no groups are: declare groups, or remove salt")
+        if self.groups:
+            total = sum(group.share for group in self.groups.values())
+            if abs(total - 1) > SHARE_TOLERANCE:
+                shares = ", ".join(f"{name} {group.share:g}" for name, group in self.groups.items())
+                raise ValueError(f"group shares must sum to 1, but {shares} sum to {total:g}; adjust the shares")
+            if not any(group.send for group in self.groups.values()):
+                raise ValueError("every group has send: false, so nobody would be sent; let at least one group send")
+            tags = [group.tag.casefold() for group in self.groups.values() if group.tag]
+            if len(tags) != len(set(tags)):
+                raise ValueError("two groups carry the same tag; give each group a tag of its own (or none)")
+            if set(tags) & {tag.casefold() for tag in self.tags}:
+                raise ValueError(
+                    "a group's tag is also one of the audience's tags (which every member gets); rename it"
+                )
+            for name, group in self.groups.items():
+                if not KEY_PATTERN.match(name):
+                    raise ValueError(f"group name {name!r} must be lower-case letters, digits, '_' or '-'")
+                if group.tag and not group.send:
+                    raise ValueError(f"group {name!r} has send: false and a tag: a group never sent carries no tag")
+        return self
+
+    @property
+    def group_tags(self) -> dict[str, str]:
+        """Group -> the tag its contacts carry, for the groups that have one."""
+        return {name: group.tag for name, group in self.groups.items() if group.tag}
+
+    @property
+    def salt_or_key(self) -> str:
+        return self.salt or self.key
 
 
 class Source(_Strict):

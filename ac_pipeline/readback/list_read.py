@@ -47,7 +47,7 @@ class ReadBackResult:
 def resolve_ids(client: ActiveCampaignClient, audience: Audience, list_id: str) -> Ids:
     """The ids of the audience's custom fields and tags, as far as they exist; nothing is created."""
     field_ids = match_fields(client.list_fields(), audience)[0] if audience.fields.custom else {}
-    wanted = {name.casefold(): name for name in audience.tags}
+    wanted = {name.casefold(): name for name in [*audience.tags, *audience.group_tags.values()]}
     tag_ids = {}
     if wanted:
         for tag in client.list_tags():
@@ -180,7 +180,8 @@ def _why_full(
         return "first read of this list"
     if here is None or (last.account, last.list_id) != here:
         return "the last read was of another list"
-    if set(audience.fields.custom) - set(last.field_ids) or set(audience.tags) - set(last.tag_ids):
+    tags = {*audience.tags, *audience.group_tags.values()}
+    if set(audience.fields.custom) - set(last.field_ids) or tags - set(last.tag_ids):
         return "the audience maps a field or tag the last read did not know"
     return None
 

@@ -25,6 +25,7 @@ import polars as pl
 from ac_pipeline.activecampaign import ActiveCampaignClient
 from ac_pipeline.activecampaign.client import PAGE_SIZE
 from ac_pipeline.audiences.config import Audience
+from ac_pipeline.audiences.groups import grouped_hash_sql
 from ac_pipeline.audiences.members import STANDARD_FIELDS, field_column, fields_hash_sql, tags_text
 from ac_pipeline.sync.consent import someone_elses_mark
 
@@ -190,20 +191,27 @@ def merge(previous: pl.DataFrame, changed: pl.DataFrame) -> pl.DataFrame:
 def with_hash(frame: pl.DataFrame, audience: Audience) -> pl.DataFrame:
     """The read-back with `fields_hash`: the hash the audience's members would have, were their values the ones
     ActiveCampaign holds (audiences.members.fields_hash_sql). The audience's tags count only when the contact
-    holds every one of them, so a tag removed by hand reads as an edit."""
+    holds every one of them, so a tag removed by hand reads as an edit. A contact holding exactly one of the
+    audience's group tags has it folded in as the members' hash does (audiences.groups.grouped_hash_sql)."""
     mapped = audience.fields.expressions()
     values: dict[str, str | None] = {name: f'"{name}"' if mapped.get(name) else None for name in STANDARD_FIELDS} | {
         field_column(title): '"' + field_column(title).replace('"', '""') + '"' for title in audience.fields.custom
     }
     wanted = sorted(audience.tags)
     holds_all = pl.col("tags").list.eval(pl.element().is_in(wanted)).list.sum() == len(wanted)
+    group_tags = list(audience.group_tags.values())
+    held = pl.col("tags").list.eval(pl.element().filter(pl.element().is_in(group_tags)))
     shaped = frame.with_columns(
-        _tags=pl.when(holds_all).then(pl.lit(tags_text(wanted))).otherwise(pl.lit("missing tags"))
+        _tags=pl.when(holds_all).then(pl.lit(tags_text(wanted))).otherwise(pl.lit("missing tags")),
+        _group_tag=pl.when(held.list.len() == 1).then(held.list.first()),
     )
+    hashed = fields_hash_sql(values, "_tags")
+    if group_tags:
+        hashed = f"CASE WHEN _group_tag IS NULL THEN {hashed} ELSE {grouped_hash_sql(hashed, '_group_tag')} END"
     connection = duckdb.connect()
     try:
         connection.register("readback", shaped)
-        hashes = connection.sql(f"SELECT {fields_hash_sql(values, '_tags')} AS fields_hash FROM readback").pl()
+        hashes = connection.sql(f"SELECT {hashed} AS fields_hash FROM readback").pl()
     finally:
         connection.close()
     return frame.with_columns(hashes.get_column("fields_hash"))

@@ -33,6 +33,13 @@ class ContactShape:
     # custom field title (as in audiences.yaml) -> ActiveCampaign field id
     field_ids: dict[str, str]
     tags: tuple[str, ...]
+    # group -> the tag its contacts carry besides `tags` (a change row's `group` column says whose it is)
+    group_tags: dict[str, str] = field(default_factory=dict)
+
+    def tags_of(self, row: dict[str, Any]) -> list[str]:
+        """The tags a contact gets: the audience's, and its group's."""
+        group_tag = self.group_tags.get(row.get("group") or "")
+        return [*self.tags, group_tag] if group_tag else list(self.tags)
 
 
 @dataclass
@@ -72,8 +79,9 @@ def bulk_contact(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
             {"id": _field_id(fid), "value": _text(row.get(field_column(title)))}
             for title, fid in shape.field_ids.items()
         ]
-    if shape.tags:
-        contact["tags"] = list(shape.tags)
+    tags = shape.tags_of(row)
+    if tags:
+        contact["tags"] = tags
     # Bulk import never re-subscribes someone who unsubscribed: it lists them as a failure instead,
     # which is how the push learns that a person opted out.
     contact["subscribe"] = [{"listid": shape.list_id}]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -17,11 +17,18 @@ class Plan:
     by_operation: dict[str, int]
     requests: int
     samples: dict[str, list[dict]]
+    # Audiences with groups: one row per group (members, sent or held out, changes per operation).
+    groups: list[dict] = field(default_factory=list)
 
     def as_markdown(self) -> str:
         lines = ["| operation | contacts |", "|---|---|"]
         lines += [f"| {op} | {n:,} |" for op, n in self.by_operation.items()]
         lines.append(f"\nAbout **{self.requests:,} requests**.\n")
+        if self.groups:
+            columns = list(self.groups[0])
+            lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in self.groups]
+            lines.append("")
         for op, rows in self.samples.items():
             lines.append(
                 f"**{op}** (first {len(rows)}):\n```json\n{json.dumps(rows, indent=1, ensure_ascii=False)}\n```"
@@ -29,9 +36,40 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan(changes: pl.DataFrame, snapshot: pl.DataFrame, audience: Audience, samples: int = 3) -> Plan:
+def group_plan(todo: pl.DataFrame, members: pl.DataFrame, audience: Audience) -> list[dict]:
+    """Per group of the audience: its members, whether they are sent, and the changes it would send (a control
+    group's members are never among the changes; those moved into it leave the list as removals, which carry
+    no group)."""
+    if not audience.groups or "group" not in members.columns:
+        return []
+    held = dict(members.filter(pl.col("group").is_not_null()).group_by("group").len().iter_rows())
+    by_op = todo.group_by("group", "op").len() if "group" in todo.columns else pl.DataFrame()
+    rows = []
+    for name, group in audience.groups.items():
+        ops = dict(by_op.filter(pl.col("group") == name).select("op", "len").iter_rows()) if by_op.height else {}
+        rows.append(
+            {
+                "group": name,
+                "share": group.share,
+                "members": held.get(name, 0),
+                "sent": "yes" if group.send else "no (held out)",
+                "tag": group.tag or "",
+                **{op: ops.get(op, 0) for op in ("add", "readd", "update")},
+            }
+        )
+    return rows
+
+
+def plan(
+    changes: pl.DataFrame,
+    snapshot: pl.DataFrame,
+    audience: Audience,
+    samples: int = 3,
+    members: pl.DataFrame | None = None,
+) -> Plan:
     """What a sync of `changes` would send. Ids are not known without asking ActiveCampaign, so the
-    payloads show placeholders for the list and custom fields."""
+    payloads show placeholders for the list and custom fields. With `members` (audience_members), the plan
+    also shows the audience's groups."""
     todo = outstanding(changes, snapshot)
     rows = todo.to_dicts()
     shape = ContactShape(
@@ -39,6 +77,7 @@ def plan(changes: pl.DataFrame, snapshot: pl.DataFrame, audience: Audience, samp
         standard_fields=tuple(audience.fields.expressions()),
         field_ids={title: f"<id of field {title}>" for title in audience.fields.custom},
         tags=tuple(audience.tags),
+        group_tags=audience.group_tags,
     )
     small = len(rows) < SMALL_CHANGE_SET
     one_by_one = [r for r in rows if small or r["op"] == "readd"]
@@ -54,12 +93,13 @@ def plan(changes: pl.DataFrame, snapshot: pl.DataFrame, audience: Audience, samp
     # at least one status poll; one by one: contact/sync, list status, a request per tag.
     bulk_requests = 2 * sum(1 for _ in batches(in_bulk, shape)) if in_bulk else 0
     per_contact = {"add": 3, "update": 1, "readd": 2, "remove": 2}
-    single = sum(per_contact[r["op"]] + (len(audience.tags) if r["op"] != "remove" else 0) for r in one_by_one)
+    single = sum(per_contact[r["op"]] + (len(shape.tags_of(r)) if r["op"] != "remove" else 0) for r in one_by_one)
     resolution = (1 + (3 if audience.list.create else 0) + (1 if audience.fields.custom else 0)) if rows else 0
-    tag_lookup = 1 if one_by_one and audience.tags else 0
+    tag_lookup = 1 if one_by_one and (audience.tags or audience.group_tags) else 0
     sample_rows: dict[str, list[dict]] = {}
     for r in rows:
         group = sample_rows.setdefault(r["op"], [])
         if len(group) < samples:
             group.append(bulk_contact(r, shape))
-    return Plan(by_operation, resolution + tag_lookup + bulk_requests + single, sample_rows)
+    groups = group_plan(todo, members, audience) if members is not None else []
+    return Plan(by_operation, resolution + tag_lookup + bulk_requests + single, sample_rows, groups)

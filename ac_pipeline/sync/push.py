@@ -35,6 +35,7 @@ from ac_pipeline.state.store import SyncState
 from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
 from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
 from ac_pipeline.sync.destination import resolve
+from ac_pipeline.sync.group_tags import strip_moved_group_tags
 from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
 from ac_pipeline.sync.payloads import ContactShape, may_be_refused, refusal
 from ac_pipeline.sync.single import SingleSender
@@ -182,6 +183,7 @@ class Push:
             standard_fields=tuple(self.audience.fields.expressions()),
             field_ids=destination.field_ids,
             tags=tuple(self.audience.tags),
+            group_tags=self.audience.group_tags,
         )
         leftovers = self.state.journal(self.audience.key)
         if leftovers.height:
@@ -208,6 +210,7 @@ class Push:
                 ).send(in_bulk)
             if one_by_one.height:
                 SingleSender(self.client, shape, recorder, self.log, intended, removed_at).send(one_by_one.to_dicts())
+            strip_moved_group_tags(self.client, self.audience, todo, self.log)
         # Every earlier intent was judged above (or its contact sent again): none may outlive this attempt
         # and later make someone else's unsubscribe look like ours.
         self.state.clear_journal_before(self.audience.key, attempt_started)

@@ -61,8 +61,9 @@ class SingleSender:
                 return Outcome(row, "opted_out", reason=reason, contact_id=contact_id)
         if status != "1":
             self.client.set_list_status(contact_id, self.shape.list_id, 1)
-        for tag_id in self._tags().values():
-            self.client.add_contact_tag(contact_id, tag_id)
+        tag_ids = self._tags()
+        for name in self.shape.tags_of(row):
+            self.client.add_contact_tag(contact_id, tag_ids[name])
         return Outcome(row, "confirmed", contact_id=contact_id)
 
     def _remove(self, row: dict[str, Any]) -> Outcome:
@@ -85,5 +86,6 @@ class SingleSender:
 
     def _tags(self) -> dict[str, str]:
         if self._tag_ids is None:
-            self._tag_ids = self.client.ensure_tags(self.shape.tags) if self.shape.tags else {}
+            names = [*self.shape.tags, *self.shape.group_tags.values()]
+            self._tag_ids = self.client.ensure_tags(names) if names else {}
         return self._tag_ids

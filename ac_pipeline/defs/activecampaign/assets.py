@@ -89,7 +89,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         state = sync_state.store()
         dry_run = config.dry_run or context.run.tags.get(DRY_RUN_TAG, "").lower() == "true"
         if dry_run:
-            intended = plan(audience_changes, state.snapshot(key), audience)
+            intended = plan(audience_changes, state.snapshot(key), audience, members=audience_members)
             context.log.info(
                 f"dry run for {audience.list.name!r}: {intended.by_operation}, ~{intended.requests} requests"
             )
@@ -100,6 +100,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     "dry_run": True,
                     "requests": intended.requests,
                     **{op: n for op, n in intended.by_operation.items()},
+                    **{f"group_{row['group']}": row["members"] for row in intended.groups},
                     "plan": dg.MetadataValue.md(intended.as_markdown()),
                 },
             )

@@ -19,6 +19,7 @@ from ac_pipeline.audiences.members import compute_members
 from ac_pipeline.audiences.sql import LOCKED_SETTINGS, UnsafeSql, locked_connection, snippet_tables
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource
 from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
+from ac_pipeline.defs.audiences.groups import grouped_members
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.metadata import markdown_preview
 
@@ -82,13 +83,14 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         io_manager_key="parquet_io_manager",
         group_name=AUDIENCE_GROUP,
         kinds={"duckdb", "polars"},
-        code_version="2",  # 2: fields_hash takes NULL and '' alike (both are sent as '')
+        code_version="3",  # 3: treatment and control groups
     )
     def audience_members(
         context: dg.AssetExecutionContext,
         customer_360: DuckDBResource,
         audiences: AudienceCatalog,
         account_tables: AccountTablesResource,
+        sync_state: SyncStateResource,
     ) -> dg.Output[pl.DataFrame]:
         """The people in this audience right now, as ActiveCampaign contacts.
 
@@ -97,7 +99,8 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         `rejected` (an email ActiveCampaign would refuse, with the reason), `duplicate` (another row
         has the same email and won), `excluded` (on a suppression list or in an excluded audience).
         Audience SQL may also read what came home from ActiveCampaign, e.g. to leave out people who
-        opted out of a list (`activecampaign.opt_outs`).
+        opted out of a list (`activecampaign.opt_outs`). An audience with groups gives each member a
+        `group`; members of a group that is not sent (a control group) get the status `control`.
         """
         started = time.perf_counter()
         catalog = audiences.load()
@@ -113,6 +116,8 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         with locked_connection(customer_360.database, customer_360.connection_config, attach=attach) as connection:
             check_against_columns(audience, connection, catalog.source)
             rows = compute_members(connection, audience, catalog.by_key, catalog.source)
+        # Outside the customer 360's connection: the groups live in the sync state.
+        rows, group_metadata = grouped_members(rows, audience, sync_state.store(), context.run_id)
         by_status = dict(rows.group_by("status").len().iter_rows())
         reasons = (
             rows.filter(pl.col("status") != "member")
@@ -135,6 +140,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                 "not_members_by_reason": dg.MetadataValue.md(markdown_preview(reasons, rows=15)),
                 "preview": dg.MetadataValue.md(markdown_preview(members.select(preview_columns))),
                 "list": audience.list.name,
+                **group_metadata,
             },
         )
 
