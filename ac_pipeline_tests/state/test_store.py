@@ -19,6 +19,7 @@ from polars.testing import assert_frame_equal
 
 from ac_pipeline.migrations import migrate
 from ac_pipeline.state.backend import StateBusy, StateError
+from ac_pipeline.state.groups import GroupState
 from ac_pipeline.state.schema import MIGRATIONS, SCHEMA_VERSION, SNAPSHOT_COLUMNS
 from ac_pipeline.state.store import SyncState
 
@@ -264,3 +265,26 @@ def test_a_state_file_of_an_earlier_version_is_migrated_forward(tmp_path: Path) 
     assert state.snapshot("vip").select("email", "status", "customer_id").rows() == [("a@x.io", "member", None)]
     with state.connect() as session:
         assert session.rows("SELECT count(*) FROM audience_groups") == [(0,)]
+
+
+def test_group_assignments_are_replaced_whole_and_keep_their_date(state: SyncState) -> None:
+    """audience_groups (issue 11): a member who stays in their group keeps when they were put there; one who
+    left is dropped; a move dates the new group."""
+    groups = GroupState(state)
+    first = pl.DataFrame({"customer_id": ["1", "2", "3"], "email": ["a@x.io", "b@x.io", "c@x.io"]})
+    groups.replace("ab", first.with_columns(group_name=pl.Series(["a", "b", "control"])), "run-1")
+    before = groups.assignments("ab")
+    time.sleep(0.01)
+    groups.replace(
+        "ab",
+        pl.DataFrame({"customer_id": ["1", "2"], "email": ["a@x.io", "b2@x.io"], "group_name": ["a", "a"]}),
+        "run-2",
+    )
+    after = groups.assignments("ab")
+    assert after.select("customer_id", "email", "group_name", "run_id").rows() == [
+        ("1", "a@x.io", "a", "run-1"),
+        ("2", "b2@x.io", "a", "run-2"),
+    ]
+    assert after["assigned_at"][0] == before["assigned_at"][0]
+    assert after["assigned_at"][1] > before["assigned_at"][1]
+    assert groups.assignments("other").is_empty()
