@@ -57,8 +57,11 @@ def move_row(
                    removed_at = excluded.removed_at, customer_id = excluded.customer_id""",
             params,
         )
-        session.execute("DELETE FROM snapshot WHERE audience = $audience AND email = $old", params)
-        session.execute("DELETE FROM journal WHERE audience = $audience AND email IN ($old, $new)", params)
+        where = {"audience": audience, "old": old, "new": new}
+        session.execute(
+            "DELETE FROM snapshot WHERE audience = $audience AND email = $old", {"audience": audience, "old": old}
+        )
+        session.execute("DELETE FROM journal WHERE audience = $audience AND email IN ($old, $new)", where)
         append_ledger(session, audience, run_id, ledger, now)
 
 
