@@ -57,6 +57,7 @@ def test_changed_addresses_keep_their_contacts_through_chains_and_swaps(identity
     pushed = identity.world.sync()
     assert pushed["email_changes"] == 5 and pushed["email_changes_fallen_back"] == 0, pushed
     assert pushed["removals"] == 0 and pushed["adds"] == 0, pushed
+    assert identity.admin.requests()["by_path_status"]["PUT /api/3/contacts/{id}"] == {"200": 5}
     for customer, old in ((p1, a1), (p2, a2), (p3, a3), (cb, b)):
         assert identity.contact_id(f"moved-{customer}@example.org") == ids[old], customer
     assert identity.contact_id(b) == ids[a]  # the chain: a's contact took b once b's contact had moved on
