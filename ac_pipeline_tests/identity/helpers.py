@@ -1,4 +1,4 @@
-"""The world the identity tests run in: the consent family's `panel` audience (every 40th customer), with a
+"""The world the identity tests run in (the `identity` fixture is in conftest.py): the consent family's `panel` audience (every 40th customer), with a
 way to change a customer's address in the customer 360 and to look contacts up in the sandbox by email."""
 
 from __future__ import annotations
@@ -6,17 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-import pytest
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
-from ac_pipeline.definitions import build_definitions
-from ac_pipeline.sandbox import SandboxServer
-from ac_pipeline.settings import Paths
-from ac_pipeline_tests.fixtures.pipeline import Pipeline
-from ac_pipeline_tests.fixtures.sandbox import point_at
-from ac_pipeline_tests.sync.consent_world import KEY, LIST, PANEL_YAML, World
+from ac_pipeline_tests.sync.consent_world import KEY, LIST, World
 
-__all__ = ["KEY", "LIST", "Identity", "identity"]
+__all__ = ["KEY", "LIST", "Identity"]
 
 
 @dataclass
@@ -62,13 +56,3 @@ class Identity:
         members = self.members()
         wrong = {email: rows.get(email) for customer, email in members.items() if rows.get(email) != customer}
         assert not wrong, wrong
-
-
-@pytest.fixture
-def identity(home: Paths, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Identity:
-    home.audiences.write_text(PANEL_YAML)
-    point_at(monkeypatch, sandbox)
-    world = World(Pipeline(home=home, sandbox=sandbox, defs=build_definitions()))
-    client = ActiveCampaignClient(sandbox.url, sandbox.api_key)
-    yield Identity(world, client)
-    client.close()

@@ -11,7 +11,7 @@ import random
 
 import polars as pl
 
-from ac_pipeline_tests.identity.helpers import KEY, Identity, identity  # noqa: F401  (fixture)
+from ac_pipeline_tests.identity.helpers import KEY, Identity
 
 
 def picked(identity: Identity, n: int, seed: int) -> list[tuple[str, str]]:
