@@ -44,27 +44,46 @@ def email_changes(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame
     `customer_id`. Either without the column: no changes."""
     if "customer_id" not in members.columns or "customer_id" not in snapshot.columns:
         return pl.DataFrame(schema=COLUMNS)
+    known = snapshot.filter(pl.col("status").is_in(MOVABLE) & pl.col("customer_id").is_not_null())
+    if known.is_empty():
+        return pl.DataFrame(schema=COLUMNS)
+    # Rows are matched on 64-bit hashes (several times cheaper than strings), then the strings are compared on
+    # the few rows left. A collision can only make a customer look settled: no change, the fallback.
     current = members.filter(pl.col("status") == "member") if "status" in members.columns else members
     current = (
         current.select("email", customer_id=pl.col("customer_id").cast(pl.String))
         .drop_nulls("customer_id")
-        .filter(~pl.col("customer_id").is_duplicated())  # a customer id on two rows names nobody for sure
+        .with_columns(_k=pl.struct("email", "customer_id").hash(), _c=pl.col("customer_id").hash())
     )
-    known = (
-        snapshot.filter(pl.col("status").is_in(MOVABLE) & pl.col("customer_id").is_not_null())
-        .with_columns(_rank=pl.col("status").replace_strict(MOVABLE, list(range(len(MOVABLE)))))
-        .select("customer_id", "contact_id", "_rank", previous_email="email", previous_status="status")
-    )
-    # A customer whose address already has a row of theirs did not move (older rows of theirs are history).
-    settled = current.join(snapshot.select("email", "customer_id"), on=["email", "customer_id"], how="semi")
+    # A customer with a row of theirs at their address did not move (older rows of theirs are history).
+    settled = snapshot.select(_k=pl.struct("email", pl.col("customer_id").cast(pl.String)).hash())
+    unsettled = current.filter(~pl.col("_k").is_in(settled.get_column("_k").implode()))
     candidates = (
-        current.join(settled, on="customer_id", how="anti")
-        .join(known, on="customer_id", how="inner")
-        .filter(pl.col("email") != pl.col("previous_email"))
+        unsettled.join(
+            known.select(
+                "contact_id",
+                _c=pl.col("customer_id").hash(),
+                _customer="customer_id",
+                _rank=pl.col("status").replace_strict(MOVABLE, list(range(len(MOVABLE)))),
+                previous_email="email",
+                previous_status="status",
+            ),
+            on="_c",
+            how="inner",
+        )
+        .filter((pl.col("customer_id") == pl.col("_customer")) & (pl.col("email") != pl.col("previous_email")))
         .sort("_rank", "previous_email")
         .unique("customer_id", keep="first", maintain_order=True)
     )
-    steps = _steps(dict(candidates.select("previous_email", "email").iter_rows()), set(snapshot.get_column("email")))
+    # A customer id on two member rows names nobody for sure.
+    ambiguous = current.filter(pl.col("_c").is_in(candidates.get_column("_c").implode())).filter(
+        pl.col("customer_id").is_duplicated()
+    )
+    candidates = candidates.join(ambiguous.select("customer_id"), on="customer_id", how="anti")
+    if candidates.is_empty():
+        return pl.DataFrame(schema=COLUMNS)
+    held = candidates.filter(pl.col("email").is_in(snapshot.get_column("email").implode())).get_column("email")
+    steps = _steps(dict(candidates.select("previous_email", "email").iter_rows()), set(held))
     if not steps:
         return pl.DataFrame(schema=COLUMNS)
     return (
@@ -81,7 +100,8 @@ def email_changes(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame
 def _steps(moves: dict[str, str], held: set[str]) -> dict[str, int]:
     """old address -> step of its move, for the moves that can be made: step 0 goes to a free address, step n
     to the address the move at step n-1 frees. Moves into an address that stays held, or in a cycle, are left
-    out. `moves` maps old to new address (each appears once on each side); `held`: the snapshot's addresses."""
+    out. `moves` maps old to new address (each appears once on each side); `held`: the new addresses the
+    snapshot has a row at."""
     steps: dict[str, int] = {}
     blocked: set[str] = set()
     for start in moves:
@@ -113,5 +133,12 @@ def moved(snapshot: pl.DataFrame, changes: pl.DataFrame) -> pl.DataFrame:
     """The snapshot as it will be once the email changes are made: each moved row at its new address."""
     if changes.is_empty():
         return snapshot
-    to = changes.select(email="previous_email", _new="email")
-    return snapshot.join(to, on="email", how="left").with_columns(email=pl.coalesce("_new", "email")).drop("_new")
+    olds = changes.get_column("previous_email")
+    leaving = pl.col("email").is_in(olds.implode())
+    arriving = (
+        snapshot.filter(leaving)
+        .join(changes.select(email="previous_email", _new="email"), on="email")
+        .with_columns(email="_new")
+        .drop("_new")
+    )
+    return pl.concat([snapshot.filter(~leaving), arriving], how="vertical")
