@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dagster as dg
 import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
+from ac_pipeline_tests.fixtures.pipeline import QUIET, materialization
 from ac_pipeline_tests.sync.consent_world import KEY, LIST, World
 
 __all__ = ["KEY", "LIST", "Identity"]
@@ -43,6 +45,15 @@ class Identity:
 
     def contacts_total(self) -> int:
         return int(self.client.request("GET", "contacts", params={"limit": 1})["meta"]["total"])
+
+    def read_back(self) -> dict:
+        """Run the list_reconcile job (the read-back) for the panel; its materialization's metadata."""
+        job = self.world.pipeline.defs.resolve_job_def("list_reconcile")
+        result = job.execute_in_process(
+            partition_key=KEY, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, run_config=QUIET
+        )
+        assert result.success
+        return materialization(result, "activecampaign_list_members")
 
     def ledger(self, op: str) -> pl.DataFrame:
         return self.world.pipeline.state.ledger(KEY).filter(pl.col("op") == op)
