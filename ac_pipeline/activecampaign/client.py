@@ -250,6 +250,17 @@ class ActiveCampaignClient:
         wanted = email.strip().lower()
         return next((c for c in contacts if str(c.get("email", "")).lower() == wanted), None)
 
+    def get_contact(self, contact_id: int | str) -> dict[str, Any]:
+        """One contact by id; NotFoundError if it does not exist (deleted)."""
+        return self.request("GET", f"contacts/{_id(contact_id)}")["contact"]
+
+    def change_email(self, contact_id: int | str, email: str) -> dict[str, Any]:
+        """Give the contact a new email address (PUT contacts/{id}); it keeps its id, lists and history.
+
+        ValidationError with code `duplicate` when another contact has the address; NotFoundError when the
+        contact does not exist."""
+        return self.request("PUT", f"contacts/{_id(contact_id)}", json={"contact": {"email": email}})["contact"]
+
     def sync_contact(
         self,
         email: str,

@@ -5,7 +5,9 @@ Each change row says what one contact needs:
 - `readd`: in the audience again after the pipeline itself unsubscribed them: re-subscribed
   explicitly (bulk import will not re-subscribe anyone with status "unsubscribed");
 - `update`: in both, and a mapped field changed (the fields hash differs);
-- `remove`: in the list, no longer in the audience: unsubscribed from the list.
+- `remove`: in the list, no longer in the audience: unsubscribed from the list;
+- `email_change`: a customer's address changed: their contact's email changes (audiences.identity), and the
+  other ops follow from the moved row.
 
 A contact who unsubscribed themselves (`opted_out` in the snapshot) is never added back, whatever
 the audience says; they are counted as skipped. A contact ActiveCampaign refused (`rejected`) is
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from ac_pipeline.audiences.identity import email_changes, moved
+
 OPS = ("add", "readd", "update", "remove")
 
 
@@ -24,8 +28,17 @@ def _members_only(members: pl.DataFrame) -> pl.Expr:
     return (pl.col("status") == "member") if "status" in members.columns else pl.lit(True)
 
 
-def diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
-    """Changes that take `snapshot` to `members`.
+def diff(members: pl.DataFrame, snapshot: pl.DataFrame, *, follow_identity: bool = True) -> pl.DataFrame:
+    """Changes that take `snapshot` to `members`: first the email changes (`follow_identity`), then what the
+    rest needs against the snapshot as those changes leave it. See `_diff` for the columns."""
+    moves = email_changes(members, snapshot) if follow_identity else pl.DataFrame()
+    if moves.is_empty():
+        return _diff(members, snapshot)
+    return pl.concat([moves, _diff(members, moved(snapshot, moves))], how="diagonal_relaxed")
+
+
+def _diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
+    """Changes that take `snapshot` to `members`, address by address.
 
     members: one row per contact (email, fields_hash, mapped fields), or the whole audience_members
     table, whose rows with status `member` count. snapshot: email, fields_hash, contact_id, status.

@@ -53,6 +53,9 @@ class PushResult:
     created_fields: tuple[str, ...] = ()
     # The snapshot was rebuilt from the list first (its destination changed, or a resync was asked for).
     resynced: bool = False
+    # Contacts whose email was changed (identity follows the customer), and changes that could not be made.
+    email_changes: int = 0
+    email_changes_fallen_back: int = 0
 
     @property
     def accounted(self) -> int:
@@ -85,6 +88,8 @@ def snapshot_and_ledger(outcomes: list[Outcome]) -> tuple[pl.DataFrame, pl.DataF
                 "status": status,
                 "reason": o.reason,
                 "removed_at": (o.removed_at or now) if status == "removed" and removed else None,
+                # The customer 360's id of the contact (removals carry none: the row keeps the one it has).
+                "customer_id": None if o.row.get("customer_id") is None else str(o.row["customer_id"]),
             }
         )
     return pl.DataFrame(snapshot_rows, schema=SNAPSHOT_COLUMNS), pl.DataFrame(ledger_rows, schema=LEDGER_COLUMNS)

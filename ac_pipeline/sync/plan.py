@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ac_pipeline.audiences.config import Audience
+from ac_pipeline.audiences.identity import EMAIL_CHANGE
 from ac_pipeline.sync.payloads import ContactShape, batches, bulk_contact
 from ac_pipeline.sync.push import SMALL_CHANGE_SET, outstanding
 
@@ -68,10 +69,12 @@ def plan(
     members: pl.DataFrame | None = None,
 ) -> Plan:
     """What a sync of `changes` would send. Ids are not known without asking ActiveCampaign, so the
-    payloads show placeholders for the list and custom fields. With `members` (audience_members), the plan
-    also shows the audience's groups."""
+    payloads show placeholders for the list and custom fields. Email changes go first, one request each (and
+    a look-up when the contact id is not known yet). With `members` (audience_members), the plan also shows the
+    audience's groups."""
     todo = outstanding(changes, snapshot)
-    rows = todo.to_dicts()
+    moves = todo.filter(pl.col("op") == EMAIL_CHANGE)
+    rows = todo.filter(pl.col("op") != EMAIL_CHANGE).to_dicts()
     shape = ContactShape(
         list_id="<list id>",
         standard_fields=tuple(audience.fields.expressions()),
@@ -97,6 +100,17 @@ def plan(
     resolution = (1 + (3 if audience.list.create else 0) + (1 if audience.fields.custom else 0)) if rows else 0
     tag_lookup = 1 if one_by_one and (audience.tags or audience.group_tags) else 0
     sample_rows: dict[str, list[dict]] = {}
+    if moves.height:
+        by_operation["one by one: email change"] = moves.height
+        single += moves.height + moves.get_column("contact_id").null_count()
+        sample_rows[EMAIL_CHANGE] = [
+            {
+                "from": r["previous_email"],
+                "request": f"PUT /api/3/contacts/{r['contact_id'] or '<id of ' + r['previous_email'] + '>'}",
+                "body": {"contact": {"email": r["email"]}},
+            }
+            for r in moves.head(samples).iter_rows(named=True)
+        ]
     for r in rows:
         group = sample_rows.setdefault(r["op"], [])
         if len(group) < samples:

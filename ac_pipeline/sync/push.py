@@ -10,10 +10,12 @@ How a push goes:
 3. Set aside what can never be sent (a value over a field's limit: rejected with the reason), and
    removals of people already unsubscribed: ours if the journal and the list's record prove it (an
    earlier attempt crashed after sending it), theirs otherwise.
-4. Send. Fewer than `SMALL_CHANGE_SET` changes, and every re-add, go one contact at a time
+4. Change the email of contacts whose customer's address changed (sync.identity), one at a time; then
+   diff again, so that what could not be changed falls back to the old address leaving and the new joining.
+5. Send. Fewer than `SMALL_CHANGE_SET` changes, and every re-add, go one contact at a time
    (sync.single); the rest through bulk import (sync.bulk). Each batch is written to the intent journal
    before it goes out.
-5. Account: the push succeeds only if every contact it took on has an outcome, and none failed.
+6. Account: the push succeeds only if every contact it took on has an outcome, and none failed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ac_pipeline.activecampaign import ActiveCampaignClient
 from ac_pipeline.audiences.changes import diff as audience_diff
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.guard import evaluate, override_hint
+from ac_pipeline.audiences.identity import EMAIL_CHANGE
 from ac_pipeline.readback.list_read import read_back
 from ac_pipeline.readback.reader import list_total
 from ac_pipeline.state.store import SyncState
@@ -36,6 +39,7 @@ from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
 from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
 from ac_pipeline.sync.destination import resolve
 from ac_pipeline.sync.group_tags import strip_moved_group_tags
+from ac_pipeline.sync.identity import EmailChanges, learn_customer_ids
 from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
 from ac_pipeline.sync.payloads import ContactShape, may_be_refused, refusal
 from ac_pipeline.sync.single import SingleSender
@@ -64,16 +68,26 @@ class RemovalsHeld(RuntimeError):
 
 def outstanding(changes: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
     """The changes the snapshot does not hold yet."""
-    known = snapshot.select("email", pl.col("fields_hash").alias("_hash"), pl.col("status").alias("_status"))
+    customer = pl.col("customer_id") if "customer_id" in snapshot.columns else pl.lit(None, dtype=pl.String)
+    known = snapshot.select(
+        "email", pl.col("fields_hash").alias("_hash"), pl.col("status").alias("_status"), customer.alias("_customer")
+    )
     joined = changes.join(known, on="email", how="left")
     arriving = pl.col("op").is_in(["add", "readd", "update"])
+    # An email change is done when its customer's row is at the new address.
+    moved = (
+        (pl.col("op") == EMAIL_CHANGE) & (pl.col("_customer") == pl.col("customer_id").cast(pl.String))
+        if "customer_id" in changes.columns
+        else pl.lit(False)
+    )
     done = (
-        (arriving & (pl.col("_status") == "member") & (pl.col("_hash") == pl.col("fields_hash")))
+        moved
+        | (arriving & (pl.col("_status") == "member") & (pl.col("_hash") == pl.col("fields_hash")))
         | (arriving & (pl.col("_status") == "opted_out"))
         | (arriving & (pl.col("_status") == "rejected") & (pl.col("_hash") == pl.col("fields_hash")))
         | ((pl.col("op") == "remove") & (pl.col("_status") != "member"))
     ).fill_null(False)
-    return joined.filter(~done).drop("_hash", "_status")
+    return joined.filter(~done).drop("_hash", "_status", "_customer")
 
 
 def _by_email(frame: pl.DataFrame, column: str) -> dict[str, datetime]:
@@ -134,6 +148,11 @@ class Push:
             in_audience = members.filter(pl.col("status") == "member") if "status" in members.columns else members
             snapshot = self._resync(why or "a resync was asked for", result, in_audience.get_column("email"))
             recorded = (self.account, result.list_id) if result.list_id else recorded  # the resync recorded it
+        if members is not None:
+            snapshot = learn_customer_ids(self.state, self.audience.key, members, snapshot)
+        identity = EmailChanges(self.client, self.state, self.audience.key, self.run_id, result, self.log)
+        if identity.settle_leftovers(snapshot):
+            snapshot = self.state.snapshot(self.audience.key)
         # What an earlier attempt of this sync confirmed (a retry, or a re-run after a crash) is not sent again.
         result.already_confirmed = changes.height - outstanding(changes, snapshot).height
         if members is not None:
@@ -142,8 +161,16 @@ class Push:
             changes = audience_diff(members, snapshot)
             self._guard(changes, snapshot, members)
         todo = outstanding(changes, snapshot)
+        moves = todo.filter(pl.col("op") == EMAIL_CHANGE)
+        if moves.height:
+            if members is None:
+                raise ValueError("email changes need the audience's members, to diff again after them")
+            identity.send(moves)
+            snapshot = self.state.snapshot(self.audience.key)
+            todo = outstanding(audience_diff(members, snapshot, follow_identity=False), snapshot)
         by_op = dict(todo.group_by("op").len().iter_rows()) if todo.height else {}
         result.pending = {op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")}
+        result.pending[EMAIL_CHANGE] = moves.height
         if result.already_confirmed:
             self.log(f"resuming: {result.already_confirmed:,} changes were confirmed by an earlier attempt")
         if todo.height:

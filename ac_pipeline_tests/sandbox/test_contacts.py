@@ -157,3 +157,17 @@ def test_unknown_paths_and_methods_are_404_with_message(api: Api) -> None:
         response = api.request(method, path)
         assert response.status_code == 404
         assert isinstance(response.json()["message"], str)
+
+
+def test_put_of_a_new_email_keeps_the_contact_and_its_lists(api: Api) -> None:
+    list_id = api.make_list()
+    contact_id = api.make_contact("old@example.com")
+    api.post("/contactLists", json={"contactList": {"list": list_id, "contact": contact_id, "status": 1}})
+    response = api.put(f"/contacts/{contact_id}", json={"contact": {"email": " New@Example.com "}})
+    assert response.status_code == 200 and response.json()["contact"]["id"] == contact_id
+    assert [c["id"] for c in api.get("/contacts", params={"email": "new@example.com"}).json()["contacts"]] == [
+        contact_id
+    ]
+    assert api.get("/contacts", params={"email": "old@example.com"}).json()["contacts"] == []
+    [membership] = api.get(f"/contacts/{contact_id}/contactLists").json()["contactLists"]
+    assert (membership["list"], membership["status"]) == (list_id, "1")

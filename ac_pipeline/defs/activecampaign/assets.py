@@ -170,6 +170,8 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                 "list_created": result.created_list,
                 "fields_created": ", ".join(result.created_fields),
                 "settled_from_journal": result.settled_from_journal,
+                "email_changes": result.email_changes,
+                "email_changes_fallen_back": result.email_changes_fallen_back,
                 "destination": activecampaign.describe(),
                 **{f"client_{k}": v for k, v in stats.as_metadata().items() if k != "requests"},
             }

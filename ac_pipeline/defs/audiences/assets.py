@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from ac_pipeline.audiences import changes as audience_changes_lib
 from ac_pipeline.audiences.config import Audience, check_against_columns, sql_snippets
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
+from ac_pipeline.audiences.identity import EMAIL_CHANGE
 from ac_pipeline.audiences.members import compute_members
 from ac_pipeline.audiences.sql import LOCKED_SETTINGS, UnsafeSql, locked_connection, snippet_tables
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource
@@ -164,7 +165,8 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         The diff between the audience's members and the snapshot of the last sync ActiveCampaign
         confirmed: `add` (new to the list), `readd` (back after the pipeline removed them), `update`
         (a field sent to ActiveCampaign changed), `remove` (left the audience: unsubscribed from the
-        list). People who unsubscribed themselves are never added back; they are counted as skipped.
+        list), `email_change` (a customer's address changed: their contact keeps its id and takes the
+        new one). People who unsubscribed themselves are never added back; they are counted as skipped.
         The removal guard is checked here and blocks the push when it fails.
         """
         started = time.perf_counter()
@@ -175,7 +177,8 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         counts = audience_changes_lib.counts(diff)
         synced = snapshot.filter(pl.col("status") == "member").height
         preview = pl.concat(
-            [diff.filter(pl.col("op") == op).head(5) for op in audience_changes_lib.OPS], how="vertical"
+            [diff.filter(pl.col("op") == op).head(5) for op in (*audience_changes_lib.OPS, EMAIL_CHANGE)],
+            how="vertical",
         ).select([c for c in diff.columns if c not in ("email_raw", "updated_at", "fields_hash")])
         yield dg.Output(
             diff,
@@ -184,6 +187,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                 "readds": counts["readd"],
                 "updates": counts["update"],
                 "removals": counts["remove"],
+                "email_changes": diff.filter(pl.col("op") == EMAIL_CHANGE).height,
                 "changes": diff.height,
                 "members": member_count,
                 "synced_members": synced,
