@@ -53,6 +53,8 @@ class PushResult:
     created_fields: tuple[str, ...] = ()
     # The snapshot was rebuilt from the list first (its destination changed, or a resync was asked for).
     resynced: bool = False
+    # What the audience's sync and field modes held back (audiences.modes.SKIPS -> contacts).
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def accounted(self) -> int:

@@ -26,15 +26,16 @@ from typing import Any
 import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
-from ac_pipeline.audiences.changes import diff as audience_diff
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.guard import evaluate, override_hint
+from ac_pipeline.audiences.modes import changes_for, field_modes, last_values
 from ac_pipeline.readback.list_read import read_back
 from ac_pipeline.readback.reader import list_total
 from ac_pipeline.state.store import SyncState
 from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
 from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
 from ac_pipeline.sync.destination import resolve
+from ac_pipeline.sync.existing import keep_existing
 from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
 from ac_pipeline.sync.payloads import ContactShape, may_be_refused, refusal
 from ac_pipeline.sync.single import SingleSender
@@ -138,9 +139,14 @@ class Push:
         if members is not None:
             # Diff again, against the snapshot as it is now: a resync, or a reconciliation that ran since
             # audience_changes was computed, may have moved it. The removal guard holds these removals too.
-            changes = audience_diff(members, snapshot)
+            moded = changes_for(members, snapshot, self.audience, last_values(self.state, self.audience))
+            changes, result.skipped = moded.changes, moded.skipped
             self._guard(changes, snapshot, members)
         todo = outstanding(changes, snapshot)
+        if self.audience.sync_mode == "update_only":
+            todo, result.skipped["not_contacts"] = keep_existing(
+                self.client, self.state, self.audience.key, self.run_id, todo, self.log
+            )
         by_op = dict(todo.group_by("op").len().iter_rows()) if todo.height else {}
         result.pending = {op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")}
         if result.already_confirmed:
@@ -182,6 +188,7 @@ class Push:
             standard_fields=tuple(self.audience.fields.expressions()),
             field_ids=destination.field_ids,
             tags=tuple(self.audience.tags),
+            leave_alone=frozenset(field_modes(self.audience)),
         )
         leftovers = self.state.journal(self.audience.key)
         if leftovers.height:
