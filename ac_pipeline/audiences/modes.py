@@ -64,7 +64,9 @@ def last_values(state: SyncState, audience: Audience) -> pl.DataFrame | None:
     read = store.last_read(audience.key)
     if read is None or state.destination(audience.key) != (read.account, read.list_id):
         return None
-    return store.members(audience)
+    # A custom field the read did not know (mapped since) has no value in it, which is not the same as empty.
+    unknown = [field_column(title) for title in audience.fields.custom if title not in read.field_ids]
+    return store.members(audience).drop(unknown)
 
 
 def _empty(value: pl.Expr) -> pl.Expr:
@@ -83,7 +85,8 @@ def settle(
     modes = field_modes(audience)
     if not modes:
         return members, {}
-    columns = list(modes)
+    # The columns whose values the read-back holds (a column it lacks is unknown for every contact).
+    columns = [c for c in modes if read_back is not None and c in read_back.columns]
     seen = (
         read_back.select("email", *[pl.col(c).alias(f"_ac:{c}") for c in columns])
         .unique("email", keep="first")
@@ -95,12 +98,15 @@ def settle(
     frame = members.join(seen, on="email", how="left", maintain_order="left").join(
         known, on="email", how="left", maintain_order="left"
     )
-    was_seen, is_new = pl.col("_seen").fill_null(False), ~pl.col("_seen").fill_null(False) & pl.col("_known").is_null()
+    is_new = ~pl.col("_seen").fill_null(False) & pl.col("_known").is_null()
     sent: list[pl.Expr] = []
     held: dict[str, list[pl.Expr]] = {"fill": [pl.lit(False)], "never_clear": [pl.lit(False)]}
     effective: dict[str, pl.Expr] = {}
     for column, mode in modes.items():
-        value, theirs = pl.col(column), pl.col(f"_ac:{column}").fill_null("")
+        value = pl.col(column)
+        known_here = column in columns
+        theirs = pl.col(f"_ac:{column}").fill_null("") if known_here else pl.lit("")
+        was_seen = pl.col("_seen").fill_null(False) if known_here else pl.lit(False)
         if mode == "fill":
             send = ~_empty(value) & (is_new | (was_seen & (theirs == "")))
             effective[column] = pl.when(was_seen & (theirs != "")).then(theirs).otherwise(value.fill_null(""))
