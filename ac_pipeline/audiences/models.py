@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,8 +40,44 @@ class ListTarget(_Strict):
     sender_reminder: str = "You are receiving this because you are a customer of ours."
 
 
+# How a mapped field is written (audiences/modes.py): `overwrite` sends the customer 360's value, empty or not;
+# `never_clear` never sends an empty value; `fill` writes only where ActiveCampaign's value is empty.
+FieldMode = Literal["overwrite", "fill", "never_clear"]
+FIELD_MODES: tuple[str, ...] = get_args(FieldMode)
+# Which changes an audience makes to its list: `mirror` adds, updates and removes; `upsert` never removes;
+# `update_only` never creates a contact, and only updates and subscribes those the account already holds.
+SyncMode = Literal["mirror", "upsert", "update_only"]
+SYNC_MODES: tuple[str, ...] = get_args(SyncMode)
+_MODE_EXAMPLE = "e.g. `custom: {City: {column: city, mode: fill}}` or `phone: {column: phone, mode: never_clear}`"
+
+
+def _split_long_form(key: str, name: str, value: Any, modes: dict[str, str]) -> Any:
+    """`{column, mode}` -> the column (or expression), with its mode noted in `modes[key]`; a short form as it
+    is. `name` is the setting as the file writes it, for messages."""
+    if not isinstance(value, dict):
+        return value
+    unknown = sorted(set(value) - {"column", "mode"})
+    if unknown or "column" not in value:
+        raise ValueError(
+            f"{name}: the long form takes `column` (required) and `mode`"
+            + (f", not {', '.join(map(repr, unknown))}" if unknown else "")
+            + f"; {_MODE_EXAMPLE}"
+        )
+    mode = value.get("mode", "overwrite")
+    if mode not in FIELD_MODES:
+        raise ValueError(f"{name}: mode {mode!r} is not a write mode; use one of {', '.join(FIELD_MODES)}")
+    if mode != "overwrite":
+        modes[key] = mode
+    return value["column"]
+
+
 class FieldMapping(_Strict):
-    """Which customer 360 column (or SQL expression over it) fills each ActiveCampaign contact field."""
+    """Which customer 360 column (or SQL expression over it) fills each ActiveCampaign contact field.
+
+    A field is mapped in the short form (`first_name: first_name`) or the long form with a write mode
+    (`first_name: {column: first_name, mode: fill}`); the long form is taken apart on reading, so that the
+    mapping holds expressions only and `modes` the fields whose mode is not `overwrite`.
+    """
 
     email: str | None = None
     first_name: str | None = None
@@ -53,6 +89,35 @@ class FieldMapping(_Strict):
     # Create a custom field (text) in ActiveCampaign when none has that title or tag; otherwise a
     # missing field is an error to fix in ActiveCampaign.
     create_missing: bool = False
+    # Field ("first_name", "last_name", "phone" or a custom field's title as above) -> its write mode, for the
+    # fields written in the long form with a mode other than `overwrite`. Filled from the long forms only.
+    modes: dict[str, FieldMode] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _long_forms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "modes" in data:
+            raise ValueError(f"write modes go with their field, not under `modes`: {_MODE_EXAMPLE}")
+        data, modes = dict(data), dict[str, str]()
+        if isinstance(data.get("email"), dict):
+            raise ValueError(
+                "email takes a column or expression only: it identifies the contact, so it is always written"
+            )
+        for name in ("first_name", "last_name", "phone"):
+            data[name] = _split_long_form(name, name, data.get(name), modes)
+        if isinstance(data.get("custom"), dict):
+            data["custom"] = {
+                title: _split_long_form(title, f"custom[{title!r}]", value, modes)
+                for title, value in data["custom"].items()
+            }
+        data["modes"] = modes
+        return data
+
+    def mode(self, name: str) -> FieldMode:
+        """The write mode of a standard field ("first_name") or custom field (its title)."""
+        return self.modes.get(name, "overwrite")
 
     def expressions(self) -> dict[str, str]:
         """Output column name -> SQL expression, for the standard fields that are mapped."""
@@ -117,6 +182,8 @@ class Audience(_Strict):
     groups: dict[str, Group] = Field(default_factory=dict)
     # What the group hash mixes in with the customer id (default: the audience key). A new salt draws new groups.
     salt: str | None = Field(default=None, min_length=1)
+    # Which changes the sync makes to the list (see SyncMode above, and README "Sync modes and field write modes").
+    sync_mode: SyncMode = "mirror"
 
     @field_validator("key")
     @classmethod
@@ -126,6 +193,16 @@ class Audience(_Strict):
                 f"key {key!r} must be lower-case letters, digits, '_' or '-' (at most 63), e.g. 'vip_customers'"
             )
         return key
+
+    @field_validator("sync_mode", mode="before")
+    @classmethod
+    def _a_sync_mode(cls, mode: Any) -> Any:
+        if mode not in SYNC_MODES:
+            raise ValueError(
+                f"sync_mode {mode!r} is not a sync mode; use mirror (add, update and remove), upsert (never remove) "
+                "or update_only (never create contacts)"
+            )
+        return mode
 
     @model_validator(mode="after")
     def _email_is_mapped(self) -> Audience:
@@ -166,6 +243,19 @@ class Audience(_Strict):
     @property
     def salt_or_key(self) -> str:
         return self.salt or self.key
+
+    @model_validator(mode="after")
+    def _modes_agree(self) -> Audience:
+        mapped = set(self.fields.expressions()) | set(self.fields.custom)
+        unmapped = sorted(set(self.fields.modes) - mapped)
+        if unmapped:
+            raise ValueError(f"fields: a write mode for {', '.join(unmapped)}, which maps no column; map a column")
+        if self.unmanaged == "remove" and self.sync_mode != "mirror":
+            raise ValueError(
+                f"unmanaged: remove takes contacts in so that the sync removes them, but sync_mode {self.sync_mode} "
+                "never removes anyone; use unmanaged: keep, or sync_mode: mirror"
+            )
+        return self
 
 
 class Source(_Strict):

@@ -56,6 +56,8 @@ class PushResult:
     # Contacts whose email was changed (identity follows the customer), and changes that could not be made.
     email_changes: int = 0
     email_changes_fallen_back: int = 0
+    # What the audience's sync and field modes held back (audiences.modes.SKIPS -> contacts).
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def accounted(self) -> int:

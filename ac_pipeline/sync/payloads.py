@@ -35,6 +35,10 @@ class ContactShape:
     tags: tuple[str, ...]
     # group -> the tag its contacts carry besides `tags` (a change row's `group` column says whose it is)
     group_tags: dict[str, str] = field(default_factory=dict)
+    # Members columns (standard names, `field:<title>`) whose null means "leave ActiveCampaign's value as it is":
+    # the fields in `fill` or `never_clear` mode (audiences.modes). They are left out of the payload then, which
+    # bulk import and contact/sync both take as "unchanged"; every other null is sent as '' and clears the value.
+    leave_alone: frozenset[str] = frozenset()
 
     def tags_of(self, row: dict[str, Any]) -> list[str]:
         """The tags a contact gets: the audience's, and its group's."""
@@ -60,6 +64,10 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _sent(row: dict[str, Any], column: str, shape: ContactShape) -> bool:
+    return row.get(column) is not None or column not in shape.leave_alone
+
+
 def _field_id(field_id: str) -> int | str:
     """A custom field's id as bulk import takes it: an integer (its request schema, its example and the API
     reference agree), though answers give ids as strings. A dry run's placeholder stays as it is."""
@@ -73,12 +81,15 @@ def bulk_contact(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
         return {"email": row["email"], "unsubscribe": [{"listid": shape.list_id}]}
     contact: dict[str, Any] = {"email": row["email"]}
     for name in shape.standard_fields:
-        contact[name] = _text(row.get(name))
-    if shape.field_ids:
-        contact["fields"] = [
-            {"id": _field_id(fid), "value": _text(row.get(field_column(title)))}
-            for title, fid in shape.field_ids.items()
-        ]
+        if _sent(row, name, shape):
+            contact[name] = _text(row.get(name))
+    fields = [
+        {"id": _field_id(fid), "value": _text(row.get(field_column(title)))}
+        for title, fid in shape.field_ids.items()
+        if _sent(row, field_column(title), shape)
+    ]
+    if fields:
+        contact["fields"] = fields
     tags = shape.tags_of(row)
     if tags:
         contact["tags"] = tags
@@ -178,6 +189,11 @@ def _within_bytes(pairs: list[tuple[dict[str, Any], dict[str, Any]]], max_bytes:
 
 def sync_fields(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:
     """Keyword arguments of `client.sync_contact` for a change row (mapped fields only)."""
-    fields: dict[str, Any] = {name: _text(row.get(name)) for name in shape.standard_fields}
-    fields["field_values"] = {fid: _text(row.get(field_column(t))) for t, fid in shape.field_ids.items()} or None
+    # None leaves a standard field out of the request (the client sends only what is not None).
+    fields: dict[str, Any] = {
+        name: _text(row.get(name)) if _sent(row, name, shape) else None for name in shape.standard_fields
+    }
+    fields["field_values"] = {
+        fid: _text(row.get(field_column(t))) for t, fid in shape.field_ids.items() if _sent(row, field_column(t), shape)
+    } or None
     return fields

@@ -9,8 +9,16 @@ import polars as pl
 
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.identity import EMAIL_CHANGE
+from ac_pipeline.audiences.modes import describe_fields, field_modes
 from ac_pipeline.sync.payloads import ContactShape, batches, bulk_contact
 from ac_pipeline.sync.push import SMALL_CHANGE_SET, outstanding
+
+SYNC_MODE_PLANS = {
+    "mirror": "adds, updates and removes.",
+    "upsert": "adds and updates; nobody is removed (leavers stay on the list).",
+    "update_only": "adds, re-adds and updates go only to contacts the account already holds (looked up when the "
+    "push runs, at most one request per contact); nobody is created or removed.",
+}
 
 
 @dataclass
@@ -20,9 +28,14 @@ class Plan:
     samples: dict[str, list[dict]]
     # Audiences with groups: one row per group (members, sent or held out, changes per operation).
     groups: list[dict] = field(default_factory=list)
+    sync_mode: str = "mirror"
+    field_modes: dict[str, str] = field(default_factory=dict)  # mapped field -> write mode
 
     def as_markdown(self) -> str:
-        lines = ["| operation | contacts |", "|---|---|"]
+        lines = [f"Sync mode **{self.sync_mode}**: {SYNC_MODE_PLANS[self.sync_mode]}"]
+        if self.field_modes:
+            lines.append("Fields: " + ", ".join(f"{name} ({mode})" for name, mode in self.field_modes.items()) + "\n")
+        lines += ["| operation | contacts |", "|---|---|"]
         lines += [f"| {op} | {n:,} |" for op, n in self.by_operation.items()]
         lines.append(f"\nAbout **{self.requests:,} requests**.\n")
         if self.groups:
@@ -81,6 +94,7 @@ def plan(
         field_ids={title: f"<id of field {title}>" for title in audience.fields.custom},
         tags=tuple(audience.tags),
         group_tags=audience.group_tags,
+        leave_alone=frozenset(field_modes(audience)),
     )
     small = len(rows) < SMALL_CHANGE_SET
     one_by_one = [r for r in rows if small or r["op"] == "readd"]
@@ -116,4 +130,14 @@ def plan(
         if len(group) < samples:
             group.append(bulk_contact(r, shape))
     groups = group_plan(todo, members, audience) if members is not None else []
-    return Plan(by_operation, resolution + tag_lookup + bulk_requests + single, sample_rows, groups)
+    # update_only looks contacts up first: at most one request each, plus one for the account's count.
+    lookups = (len(rows) + 1) if audience.sync_mode == "update_only" and rows else 0
+    requests = resolution + tag_lookup + bulk_requests + single + lookups
+    return Plan(
+        by_operation,
+        requests,
+        sample_rows,
+        groups=groups,
+        sync_mode=audience.sync_mode,
+        field_modes=describe_fields(audience),
+    )

@@ -28,16 +28,17 @@ from typing import Any
 import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
-from ac_pipeline.audiences.changes import diff as audience_diff
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.guard import evaluate, override_hint
 from ac_pipeline.audiences.identity import EMAIL_CHANGE
+from ac_pipeline.audiences.modes import changes_for, field_modes, last_values
 from ac_pipeline.readback.list_read import read_back
 from ac_pipeline.readback.reader import list_total
 from ac_pipeline.state.store import SyncState
 from ac_pipeline.sync.bulk import BulkSender, PushIncomplete
 from ac_pipeline.sync.consent import judge_unsubscribe, parse_date
 from ac_pipeline.sync.destination import resolve
+from ac_pipeline.sync.existing import keep_existing
 from ac_pipeline.sync.group_tags import strip_moved_group_tags
 from ac_pipeline.sync.identity import EmailChanges, learn_customer_ids
 from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
@@ -158,7 +159,9 @@ class Push:
         if members is not None:
             # Diff again, against the snapshot as it is now: a resync, or a reconciliation that ran since
             # audience_changes was computed, may have moved it. The removal guard holds these removals too.
-            changes = audience_diff(members, snapshot)
+            read_values = last_values(self.state, self.audience)
+            moded = changes_for(members, snapshot, self.audience, read_values)
+            changes, result.skipped = moded.changes, moded.skipped
             self._guard(changes, snapshot, members)
         todo = outstanding(changes, snapshot)
         moves = todo.filter(pl.col("op") == EMAIL_CHANGE)
@@ -167,7 +170,12 @@ class Push:
                 raise ValueError("email changes need the audience's members, to diff again after them")
             identity.send(moves)
             snapshot = self.state.snapshot(self.audience.key)
-            todo = outstanding(audience_diff(members, snapshot, follow_identity=False), snapshot)
+            after = changes_for(members, snapshot, self.audience, read_values, follow_identity=False)
+            todo = outstanding(after.changes, snapshot)
+        if self.audience.sync_mode == "update_only":
+            todo, result.skipped["not_contacts"] = keep_existing(
+                self.client, self.state, self.audience.key, self.run_id, todo, self.log
+            )
         by_op = dict(todo.group_by("op").len().iter_rows()) if todo.height else {}
         result.pending = {op: int(by_op.get(op, 0)) for op in ("add", "readd", "update", "remove")}
         result.pending[EMAIL_CHANGE] = moves.height
@@ -211,6 +219,7 @@ class Push:
             field_ids=destination.field_ids,
             tags=tuple(self.audience.tags),
             group_tags=self.audience.group_tags,
+            leave_alone=frozenset(field_modes(self.audience)),
         )
         leftovers = self.state.journal(self.audience.key)
         if leftovers.height:

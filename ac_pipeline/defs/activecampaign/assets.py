@@ -8,6 +8,7 @@ import polars as pl
 
 from ac_pipeline.activecampaign import AuthError
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
+from ac_pipeline.audiences.modes import SKIPS
 from ac_pipeline.defs.activecampaign.local_sandbox import SandboxUnavailable
 from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
@@ -98,6 +99,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                 partition=key,
                 metadata={
                     "dry_run": True,
+                    "sync_mode": audience.sync_mode,
                     "requests": intended.requests,
                     **{op: n for op, n in intended.by_operation.items()},
                     **{f"group_{row['group']}": row["members"] for row in intended.groups},
@@ -167,6 +169,10 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                 "list": audience.list.name,
                 **({"list_id": result.list_id} if result.list_id else {}),
                 "resynced": result.resynced,
+                "sync_mode": audience.sync_mode,
+                # What the sync and field modes held back: leavers kept (upsert, update_only), values left as
+                # ActiveCampaign holds them (fill, never_clear), customers who are not contacts (update_only).
+                **{f"skipped_{name}": result.skipped.get(name, 0) for name in SKIPS},
                 "list_created": result.created_list,
                 "fields_created": ", ".join(result.created_fields),
                 "settled_from_journal": result.settled_from_journal,

@@ -17,6 +17,7 @@ from ac_pipeline.audiences.config import Audience, check_against_columns, sql_sn
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
 from ac_pipeline.audiences.identity import EMAIL_CHANGE
 from ac_pipeline.audiences.members import compute_members
+from ac_pipeline.audiences.modes import changes_for, describe_fields, last_values
 from ac_pipeline.audiences.sql import LOCKED_SETTINGS, UnsafeSql, locked_connection, snippet_tables
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource
 from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
@@ -150,7 +151,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         io_manager_key="parquet_io_manager",
         group_name=AUDIENCE_GROUP,
         kinds={"polars"},
-        code_version="1",
+        code_version="2",  # 2: sync modes and field write modes (audiences/modes.py)
         check_specs=[removal_guard_spec],
     )
     def audience_changes(
@@ -167,12 +168,16 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         (a field sent to ActiveCampaign changed), `remove` (left the audience: unsubscribed from the
         list), `email_change` (a customer's address changed: their contact keeps its id and takes the
         new one). People who unsubscribed themselves are never added back; they are counted as skipped.
-        The removal guard is checked here and blocks the push when it fails.
+        The audience's sync mode (an `upsert` or `update_only` audience removes nobody) and field write
+        modes (`fill`, `never_clear`: what is left as ActiveCampaign holds it) apply here; what they held
+        back is counted. The removal guard is checked here and blocks the push when it fails.
         """
         started = time.perf_counter()
         audience = audiences.load().get(context.partition_key)
-        snapshot = sync_state.store().snapshot(context.partition_key)
-        diff = audience_changes_lib.diff(audience_members, snapshot)  # its `member` rows
+        state = sync_state.store()
+        snapshot = state.snapshot(context.partition_key)
+        moded = changes_for(audience_members, snapshot, audience, last_values(state, audience))
+        diff = moded.changes  # of the `member` rows
         member_count = audience_members.filter(pl.col("status") == "member").height
         counts = audience_changes_lib.counts(diff)
         synced = snapshot.filter(pl.col("status") == "member").height
@@ -192,6 +197,9 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                 "members": member_count,
                 "synced_members": synced,
                 "skipped_opted_out": audience_changes_lib.skipped_opt_outs(audience_members, snapshot),
+                "sync_mode": audience.sync_mode,
+                "field_modes": ", ".join(f"{name}: {mode}" for name, mode in describe_fields(audience).items()),
+                **{f"skipped_{name}": n for name, n in moded.skipped.items() if name != "not_contacts"},
                 "seconds": round(time.perf_counter() - started, 3),
                 "preview": dg.MetadataValue.md(markdown_preview(preview, rows=20)),
             },
