@@ -25,7 +25,7 @@ from ac_pipeline.definitions import build_definitions
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.request_checks import SPEC_PATH
 from ac_pipeline.settings import Paths
-from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
+from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization, quoted
 from ac_pipeline_tests.fixtures.sandbox import point_at
 
 SPEC = json.loads(SPEC_PATH.read_text())
@@ -173,10 +173,6 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Exchange]:
 
     monkeypatch.setattr(httpx.Client, "send", recording)
     return exchanges
-
-
-def quoted(emails: list[str]) -> str:
-    return ", ".join(f"'{e}'" for e in emails)
 
 
 def test_every_request_and_answer_of_full_syncs_conforms(

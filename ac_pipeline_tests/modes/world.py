@@ -16,7 +16,7 @@ from ac_pipeline.activecampaign import ActiveCampaignClient
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.settings import Paths
-from ac_pipeline_tests.fixtures.pipeline import QUIET, Pipeline, materialization
+from ac_pipeline_tests.fixtures.pipeline import QUIET, Pipeline, materialization, quoted
 from ac_pipeline_tests.fixtures.sandbox import point_at
 
 KEY, LIST = "modes", "Modes"
@@ -38,10 +38,6 @@ audiences:
 {fields}
       create_missing: true
 {extra}"""
-
-
-def quoted(emails: list[str] | set[str]) -> str:
-    return ", ".join(f"'{e}'" for e in sorted(emails))
 
 
 @dataclass

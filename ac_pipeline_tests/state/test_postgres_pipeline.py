@@ -12,14 +12,10 @@ from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.settings import Paths, paths
 from ac_pipeline.state.postgres_backend import PostgresBackend
 from ac_pipeline_tests.deploy.postgres import PostgresDatabase
-from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
+from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization, quoted
 from ac_pipeline_tests.fixtures.sandbox import point_at
 
 AUDIENCE = "newsletter_canada"
-
-
-def quoted(emails: list[str]) -> str:
-    return ", ".join(f"'{email}'" for email in emails)
 
 
 def test_syncs_keep_their_state_in_postgres(

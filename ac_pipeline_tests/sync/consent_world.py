@@ -15,7 +15,7 @@ import pytest
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.settings import Paths
-from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
+from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization, quoted
 from ac_pipeline_tests.fixtures.sandbox import point_at
 
 PANEL_YAML = """
@@ -33,10 +33,6 @@ audiences:
 """
 KEY, LIST = "panel", "Panel"
 SYNC_STEP = "activecampaign_sync"
-
-
-def quoted(emails: list[str] | set[str]) -> str:
-    return ", ".join(f"'{e}'" for e in sorted(emails))
 
 
 @dataclass

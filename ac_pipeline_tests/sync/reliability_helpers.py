@@ -83,10 +83,6 @@ def bulk_batches(changes: int) -> int:
     return 0 if changes < 10 else math.ceil(changes / BATCH)
 
 
-def quoted(emails: list[str]) -> str:
-    return ", ".join(f"'{e}'" for e in emails)
-
-
 def use_sandbox(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, api_key: str | None = None) -> None:
     point_at(monkeypatch, sandbox, api_key=api_key)
 

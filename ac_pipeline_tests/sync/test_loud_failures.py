@@ -22,9 +22,9 @@ from ac_pipeline.activecampaign.limits import (
 )
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.settings import Paths
-from ac_pipeline_tests.fixtures.pipeline import Pipeline
+from ac_pipeline_tests.fixtures.pipeline import Pipeline, quoted
 from ac_pipeline_tests.fixtures.sandbox import point_at
-from ac_pipeline_tests.sync.consent_world import PANEL_YAML, World, quoted
+from ac_pipeline_tests.sync.consent_world import PANEL_YAML, World
 
 FULL_PANEL = PANEL_YAML.replace(
     "      first_name: first_name\n", "      first_name: first_name\n      last_name: last_name\n      phone: phone\n"
