@@ -16,7 +16,7 @@ import pytest
 from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.sync.bulk import BulkSender
 from ac_pipeline.sync.push import Push
-from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
+from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization, quoted
 from ac_pipeline_tests.sync.reliability_helpers import (
     AUDIENCES,
     BATCH,
@@ -25,7 +25,6 @@ from ac_pipeline_tests.sync.reliability_helpers import (
     bulk_accepted,
     bulk_batches,
     events_of,
-    quoted,
     requests_total,
     retries_of,
 )

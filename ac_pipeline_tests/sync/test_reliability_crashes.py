@@ -18,7 +18,7 @@ import pytest
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.settings import Paths
-from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization
+from ac_pipeline_tests.fixtures.pipeline import Pipeline, materialization, quoted
 from ac_pipeline_tests.sync.reliability_helpers import (
     AUDIENCES,
     BULK,
@@ -30,7 +30,6 @@ from ac_pipeline_tests.sync.reliability_helpers import (
     bulk_accepted,
     bulk_batches,
     listed,
-    quoted,
     requests_total,
     run_crash_child,
     use_sandbox,
