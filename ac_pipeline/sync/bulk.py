@@ -4,6 +4,11 @@ polls the oldest batches in flight, settles them and records the outcomes.
 Every failure is loud: an exception in any submitter thread, in building a batch, or in recording
 stops the whole send and is raised in the calling thread. Nothing here returns normally unless each
 contact it was given has an outcome.
+
+Each batch is read once on its own (`import/info`) before any of its contacts is confirmed: it is the only
+answer that names the contacts an import refused. The account's summary (`GET import/bulk_import`) gives
+counts per day for every integration of the account, and any batch may hold a refused contact (exclusion
+list, bounce list, an unsubscribe since the last read-back), so no batch can be settled without it.
 """
 
 from __future__ import annotations
