@@ -132,7 +132,8 @@ def delivered(alerting: set[str], reading: Reading) -> set[str]:
 
 
 def payload(reading: Reading, at: datetime) -> dict[str, Any]:
-    """The JSON body of a notice. Figures and ids only: no contact data, and nothing secret."""
+    """The JSON body of a notice: figures, ids and sentences (a failed sync's carries its error's first line),
+    never rows of the audience; the sensor also takes the API key out of the body should any message hold it."""
     return {
         "source": "ac-pipeline",
         "kind": reading.kind,

@@ -34,6 +34,8 @@ PARTITION_TAG = "dagster/partition"
 TIMEOUT_SECONDS = 5.0
 ATTEMPTS = 3
 BACKOFF_SECONDS = 0.5
+# A failure is told by the first line of its error, cut to this length (the run log has the rest).
+REASON_CHARS = 500
 # Secrets that must never leave in a notice, even if some message carried one.
 SECRET_ENVS = ("ACTIVECAMPAIGN_API_KEY",)
 
@@ -64,7 +66,7 @@ def _failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         error = entry.dagster_event.step_failure_data.error if entry.dagster_event else None
         if error is not None:
-            return f"{entry.step_key}: {error.message.strip().splitlines()[0]}"
+            return f"{entry.step_key}: {error.message.strip().splitlines()[0][:REASON_CHARS]}"
     return "the run failed before a step did (see the run's log)"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from ac_pipeline.defs.alerts import WEBHOOK_ENV
+from ac_pipeline.defs.alerts import WEBHOOK_ENV, deliver
 from ac_pipeline_tests.alerts.conftest import Receiver
 from ac_pipeline_tests.fixtures.pipeline import Pipeline
 from ac_pipeline_tests.sync.orchestration_helpers import WELCOME_LIST_CREATED, WELCOME_LIST_MUST_EXIST, write_audiences
@@ -104,3 +104,18 @@ def test_a_rejected_share_above_the_threshold(
     assert (notice["kind"], notice["state"]) == ("rejected_share", "alerting")
     assert notice["figures"]["rejected_share"] > notice["figures"]["threshold"] == 0.05
     assert "not an email" not in notice["message"]  # figures, never contact data
+
+
+def test_a_delivery_failure_is_logged_without_the_webhook_token(receiver: Receiver) -> None:
+    said: list[str] = []
+
+    class Log:
+        def warning(self, message: str) -> None:
+            said.append(message)
+
+    receiver.failing = 3
+    assert not deliver(receiver.url, "{}", Log())
+    assert receiver.refused == 3
+    [message] = said
+    assert "HTTP 500" in message and "127.0.0.1" in message and "secret-token" not in message
+    assert deliver(receiver.url, '{"ok": true}', Log()) and receiver.take() == [{"ok": True}]
