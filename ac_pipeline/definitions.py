@@ -12,6 +12,7 @@ from ac_pipeline.defs.activecampaign.readback_assets import build_readback_asset
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, activecampaign_resource
 from ac_pipeline.defs.activecampaign.schedules import build_daily_account_import, build_daily_reconcile
 from ac_pipeline.defs.activecampaign.sensors import build_pool_wait_sensor
+from ac_pipeline.defs.alerts import build_alert_sensor
 from ac_pipeline.defs.audiences.assets import build_audience_assets
 from ac_pipeline.defs.audiences.partitions import audience_partitions
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
@@ -52,7 +53,7 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
             build_daily_reconcile(reconcile_job, partitions),
             build_daily_account_import(account_import_job),
         ],
-        sensors=[build_pool_wait_sensor(POOL)],
+        sensors=[build_pool_wait_sensor(POOL), build_alert_sensor()],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
             "customer_360": DuckDBResource(

@@ -25,6 +25,7 @@ from pydantic_core import ErrorDetails
 
 from ac_pipeline.audiences.models import (
     KEY_PATTERN,
+    Alerts,
     Audience,
     AudienceConfigError,
     AudienceFile,
@@ -49,6 +50,7 @@ from ac_pipeline.audiences.yaml_loader import DuplicateKeyError, load_yaml
 # The models and the YAML loader live in their own modules; other code imports them from here.
 __all__ = [
     "KEY_PATTERN",
+    "Alerts",
     "Audience",
     "AudienceConfigError",
     "AudienceFile",

@@ -146,6 +146,18 @@ class RemovalGuard(_Strict):
     min_list_size: int = Field(default=20, ge=0)
 
 
+class Alerts(_Strict):
+    """When the alert webhook (AC_PIPELINE_ALERT_WEBHOOK) hears about an audience, besides failed syncs and a
+    blocked removal guard (ac_pipeline/alerts.py)."""
+
+    # Rows the audience selects whose email would be refused, or contacts ActiveCampaign refused in a push.
+    rejected_share: float = Field(default=0.05, ge=0, le=1)
+    # The audience shrank by more than this share since its previous computation.
+    size_drop_share: float = Field(default=0.30, ge=0, le=1)
+    # Below this many members before a drop, shares swing too much to mean anything (as for the removal guard).
+    min_members: int = Field(default=20, ge=0)
+
+
 class Group(_Strict):
     """One group of an audience (treatment, control, an A/B variant): its share, and what its members get."""
 
@@ -170,6 +182,7 @@ class Audience(_Strict):
     # `builtins.list`: the field `list` above hides the built-in inside this class.
     tags: builtins.list[str] = Field(default_factory=builtins.list)
     removal_guard: RemovalGuard = Field(default_factory=RemovalGuard)
+    alerts: Alerts = Field(default_factory=Alerts)
     # Contacts on the list that the sync did not put there (added by hand, by a form): `keep` leaves them
     # alone, `remove` takes them in so that the next sync removes those outside the audience (the removal
     # guard still applies). Reported by the read-back either way.
