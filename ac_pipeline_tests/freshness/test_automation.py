@@ -120,3 +120,8 @@ def test_the_automation_sensor_observes_the_sources_on_their_cron(pipeline: Pipe
         )
         assert later.get_num_requested(CUSTOMER_360) == 1
         assert later.get_num_requested(AUDIENCES_YAML) == len(pipeline.defs.resources["audiences"].load().keys)
+
+
+def test_automation_is_off_until_an_operator_turns_it_on(pipeline: Pipeline) -> None:
+    sensor = pipeline.defs.resolve_sensor_def("audience_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
