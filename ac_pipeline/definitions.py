@@ -18,6 +18,8 @@ from ac_pipeline.defs.audiences.partitions import audience_partitions
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.audiences.schedules import build_daily_sync
 from ac_pipeline.defs.executor import sync_executor
+from ac_pipeline.defs.freshness.automation import build_automation_sensor
+from ac_pipeline.defs.freshness.sources import build_sources
 from ac_pipeline.defs.io import PolarsParquetIOManager
 from ac_pipeline.settings import Paths, paths
 
@@ -46,14 +48,14 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
         "reported and repaired. Run config `full` reads whole lists; `resync` rebuilds the snapshot.",
     )
     return dg.Definitions(
-        assets=[members, changes, push, list_members, *ACCOUNT_ASSETS],
+        assets=[*build_sources(partitions), members, changes, push, list_members, *ACCOUNT_ASSETS],
         jobs=[sync_job, reconcile_job, account_import_job],
         schedules=[
             build_daily_sync(sync_job, partitions),
             build_daily_reconcile(reconcile_job, partitions),
             build_daily_account_import(account_import_job),
         ],
-        sensors=[build_pool_wait_sensor(POOL), build_alert_sensor()],
+        sensors=[build_pool_wait_sensor(POOL), build_alert_sensor(), build_automation_sensor()],
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
             "customer_360": DuckDBResource(

@@ -52,6 +52,8 @@ def test_every_asset_says_what_it_means_and_the_push_is_pooled_and_retried(home:
     specs = list(defs.resolve_all_asset_specs())
     talking_to_activecampaign = {PUSH, "activecampaign_list_members", "activecampaign_lists", "activecampaign_tags"}
     assert {s.key.to_user_string() for s in specs} == {
+        "customer_360",
+        "audiences_yaml",
         "audience_members",
         "audience_changes",
     } | talking_to_activecampaign

@@ -12,6 +12,7 @@ from ac_pipeline.audiences.modes import SKIPS
 from ac_pipeline.defs.activecampaign.local_sandbox import SandboxUnavailable
 from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
+from ac_pipeline.defs.freshness.automation import PUSH_CONDITION
 from ac_pipeline.sync.destination import DestinationError
 from ac_pipeline.sync.plan import plan
 from ac_pipeline.sync.push import DestinationChanged, Push, PushIncomplete, RemovalsHeld
@@ -67,6 +68,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
             max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
         ),
         output_required=False,  # a dry run materializes nothing
+        automation_condition=PUSH_CONDITION,
     )
     def activecampaign_sync(
         context: dg.AssetExecutionContext,

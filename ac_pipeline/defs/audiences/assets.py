@@ -23,6 +23,8 @@ from ac_pipeline.defs.activecampaign.resources import AccountTablesResource
 from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
 from ac_pipeline.defs.audiences.groups import grouped_members
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
+from ac_pipeline.defs.freshness.automation import AUDIENCE_CONDITION
+from ac_pipeline.defs.freshness.sources import AUDIENCES_YAML, CUSTOMER_360
 from ac_pipeline.defs.metadata import markdown_preview
 
 AUDIENCE_GROUP = "audiences"
@@ -86,6 +88,8 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         group_name=AUDIENCE_GROUP,
         kinds={"duckdb", "polars"},
         code_version="3",  # 3: treatment and control groups
+        deps=[CUSTOMER_360, AUDIENCES_YAML],
+        automation_condition=AUDIENCE_CONDITION,
     )
     def audience_members(
         context: dg.AssetExecutionContext,
@@ -153,6 +157,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         kinds={"polars"},
         code_version="2",  # 2: sync modes and field write modes (audiences/modes.py)
         check_specs=[removal_guard_spec],
+        automation_condition=AUDIENCE_CONDITION,
     )
     def audience_changes(
         context: dg.AssetExecutionContext,
