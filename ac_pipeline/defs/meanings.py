@@ -2,18 +2,22 @@
 that defs/metadata.py adds to each materialization. A `*` entry covers the keys made from a name (a group, a
 skip, a client figure); within one asset's table the first matching entry wins."""
 
-from ac_pipeline.defs.metadata import LEGEND
-
 _COMMON = {
     "seconds": "how long the step took to compute this, in seconds",
     "list": "the ActiveCampaign list this audience is synced to (audiences.yaml)",
     "preview": "the first rows, as they were computed (columns empty in every row shown are left out)",
     "sync_mode": "the audience's sync mode: `mirror` adds and removes, `upsert` and `update_only` remove nobody",
-    LEGEND: "this table",
+}
+
+# What the IO manager adds when it stores an asset's rows: one of the two, by where they are stored.
+STORED_AT = {
+    "path": "where the rows are stored: a Parquet file",
+    "url": "where the rows are stored: an object in S3-compatible storage (no password shown)",
 }
 
 AUDIENCE_MEMBERS = {
     **_COMMON,
+    **STORED_AT,
     "members": "people in the audience (one per email): who the list should hold",
     "rejected": "rows with an email ActiveCampaign would refuse (the reason is in not_members_by_reason)",
     "duplicates": "rows whose email another row of the audience already has",
@@ -28,6 +32,7 @@ AUDIENCE_MEMBERS = {
 
 AUDIENCE_CHANGES = {
     **_COMMON,
+    **STORED_AT,
     "adds": "people new to the list",
     "readds": "people back in the audience after the sync removed them",
     "updates": "people whose fields sent to ActiveCampaign changed",
@@ -82,6 +87,7 @@ DRY_RUN = {
 
 LIST_MEMBERS = {
     **_COMMON,
+    **STORED_AT,
     "contacts": "contacts on the list, whatever their status",
     "unconfirmed": "contacts on the list awaiting double opt-in",
     "active": "contacts subscribed to the list",

@@ -6,7 +6,7 @@ explains the keys it holds (ac_pipeline/defs/meanings.py). Empty values are left
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -51,9 +51,12 @@ def meaning(key: str, meanings: Mapping[str, str]) -> str | None:
     return next((text for pattern, text in meanings.items() if "*" in pattern and fnmatchcase(key, pattern)), None)
 
 
-def described(metadata: Mapping[str, Any], meanings: Mapping[str, str]) -> dict[str, Any]:
-    """The metadata without empty values, and a table that says what each key means."""
+def described(
+    metadata: Mapping[str, Any], meanings: Mapping[str, str], added_on_storage: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The metadata without empty values, and a table that says what each key means, those the IO manager adds
+    when it stores the output (`added_on_storage`) included."""
     kept = {key: value for key, value in metadata.items() if not is_empty(value)}
-    rows = [f"| `{key}` | {meaning(key, meanings) or ''} |" for key in kept]
+    rows = [f"| `{key}` | {meaning(key, meanings) or ''} |" for key in [*kept, *added_on_storage]]
     legend = "\n".join(["| key | what it means |", "|---|---|", *rows])
     return {**kept, LEGEND: dg.MetadataValue.md(legend)}

@@ -12,7 +12,7 @@ from ac_pipeline.defs.activecampaign.failures import step_failure
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, ActiveCampaignResource
 from ac_pipeline.defs.audiences.checks import partitioned_check_spec
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
-from ac_pipeline.defs.meanings import LIST_MEMBERS
+from ac_pipeline.defs.meanings import LIST_MEMBERS, STORED_AT
 from ac_pipeline.defs.metadata import described, markdown_preview
 from ac_pipeline.readback.list_read import ReadBackResult, read_back
 from ac_pipeline.readback.reader import LIST_STATUSES, RECORD_KEYS, how
@@ -161,7 +161,7 @@ def build_readback_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
             "list": audience.list.name,
             "list_id": result.list_id,
         }
-        yield dg.Output(members, metadata=described(metadata, LIST_MEMBERS))
+        yield dg.Output(members, metadata=described(metadata, LIST_MEMBERS, added_on_storage=list(STORED_AT)))
         yield drift_check(audience, result)
 
     return activecampaign_list_members

@@ -23,7 +23,7 @@ from ac_pipeline.defs.activecampaign.resources import AccountTablesResource
 from ac_pipeline.defs.audiences.checks import removal_guard_failure, removal_guard_result, removal_guard_spec
 from ac_pipeline.defs.audiences.groups import grouped_members
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
-from ac_pipeline.defs.meanings import AUDIENCE_CHANGES, AUDIENCE_MEMBERS
+from ac_pipeline.defs.meanings import AUDIENCE_CHANGES, AUDIENCE_MEMBERS, STORED_AT
 from ac_pipeline.defs.metadata import described, markdown_preview
 
 AUDIENCE_GROUP = "audiences"
@@ -147,6 +147,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                     **group_metadata,
                 },
                 AUDIENCE_MEMBERS,
+                added_on_storage=list(STORED_AT),
             ),
         )
 
@@ -209,6 +210,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                     "preview": dg.MetadataValue.md(markdown_preview(preview, rows=20)),
                 },
                 AUDIENCE_CHANGES,
+                added_on_storage=list(STORED_AT),
             ),
         )
         override = config.allow_removals or overridden(context.run.tags.get(OVERRIDE_TAG), audience.key)
