@@ -113,7 +113,9 @@ def remedy_for(error: BaseException) -> Remedy:
 
 def step_failure(action: str, audience: Audience, error: BaseException) -> dg.Failure:
     """`action` (`Sync`, `Read-back`) of the audience stopped because of `error`: the failure says why and what
-    to do. Confirmed batches are never lost, so the message can say so."""
+    to do. A `dg.Failure` raised below (the resource's missing key) already says so, and is kept as it is."""
+    if isinstance(error, dg.Failure):
+        return error
     remedy = remedy_for(error)
     reason = str(error).strip() or type(error).__name__
     return dg.Failure(
