@@ -31,6 +31,13 @@ class Plan:
     sync_mode: str = "mirror"
     field_modes: dict[str, str] = field(default_factory=dict)  # mapped field -> write mode
 
+    def as_sentence(self) -> str:
+        """The plan in one sentence, for the run's log."""
+        ops = ", ".join(f"{n:,} by {op}" for op, n in self.by_operation.items())
+        if not ops:
+            return "it would send nothing: the list is in step with the audience"
+        return f"it would send {ops}, in about {self.requests:,} requests (the plan is on the asset's observation)"
+
     def as_markdown(self) -> str:
         lines = [f"Sync mode **{self.sync_mode}**: {SYNC_MODE_PLANS[self.sync_mode]}"]
         if self.field_modes:

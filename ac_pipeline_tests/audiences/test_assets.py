@@ -127,13 +127,13 @@ def test_the_guard_blocks_a_mass_removal_until_a_person_overrides_it(home) -> No
     from_cli = _run(defs, "welcome_series", run_config=json.loads(command.group(2)))
     assert from_cli.success
     [verdict] = _guard(from_cli)
-    assert verdict.passed and "Overridden" in verdict.description
+    assert verdict.passed and "overridden for this run by a person" in verdict.description
 
     # The UI's way: the run tag, for this audience.
     allowed = _run(defs, "welcome_series", tags={"ac_pipeline/allow_removals": "welcome_series"})
     assert allowed.success
     [verdict] = _guard(allowed)
-    assert verdict.passed and "Overridden" in verdict.description
+    assert verdict.passed and "overridden for this run by a person" in verdict.description
 
 
 def test_a_missing_customer_360_says_how_to_make_one(home) -> None:

@@ -6,16 +6,17 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ac_pipeline.activecampaign import AuthError
 from ac_pipeline.audiences.guard import OVERRIDE_TAG, overridden
 from ac_pipeline.audiences.modes import SKIPS
-from ac_pipeline.defs.activecampaign.local_sandbox import SandboxUnavailable
+from ac_pipeline.defs.activecampaign.failures import step_failure
 from ac_pipeline.defs.activecampaign.resources import ActiveCampaignResource
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.freshness.automation import PUSH_CONDITION
-from ac_pipeline.sync.destination import DestinationError
+from ac_pipeline.defs.meanings import ACTIVECAMPAIGN_SYNC, DRY_RUN
+from ac_pipeline.defs.metadata import described
+from ac_pipeline.sync.bulk import PushIncomplete
 from ac_pipeline.sync.plan import plan
-from ac_pipeline.sync.push import DestinationChanged, Push, PushIncomplete, RemovalsHeld
+from ac_pipeline.sync.push import Push
 
 # One push per ActiveCampaign account at a time: the account's 5 requests a second are shared by all.
 POOL = "activecampaign"
@@ -94,19 +95,22 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         if dry_run:
             intended = plan(audience_changes, state.snapshot(key), audience, members=audience_members)
             context.log.info(
-                f"dry run for {audience.list.name!r}: {intended.by_operation}, ~{intended.requests} requests"
+                f"Dry run of audience '{key}' (list '{audience.list.name}'), nothing was sent: {intended.as_sentence()}."
             )
             yield dg.AssetObservation(
                 asset_key=context.asset_key,
                 partition=key,
-                metadata={
-                    "dry_run": True,
-                    "sync_mode": audience.sync_mode,
-                    "requests": intended.requests,
-                    **{op: n for op, n in intended.by_operation.items()},
-                    **{f"group_{row['group']}": row["members"] for row in intended.groups},
-                    "plan": dg.MetadataValue.md(intended.as_markdown()),
-                },
+                metadata=described(
+                    {
+                        "dry_run": True,
+                        "sync_mode": audience.sync_mode,
+                        "requests": intended.requests,
+                        **{op: n for op, n in intended.by_operation.items()},
+                        **{f"group_{row['group']}": row["members"] for row in intended.groups},
+                        "plan": dg.MetadataValue.md(intended.as_markdown()),
+                    },
+                    DRY_RUN,
+                ),
             )
             return
 
@@ -129,15 +133,12 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     result = push.run(audience_changes, audience_members)
                 finally:
                     stats = client.stats
-        except (DestinationError, DestinationChanged, RemovalsHeld, SandboxUnavailable, AuthError) as exc:
-            # Configuration to fix in ActiveCampaign, audiences.yaml or the sync state: retrying cannot help.
-            state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
-            raise dg.Failure(str(exc), allow_retries=False) from None
         except Exception as exc:
-            # Whatever stopped the push, the runs table and the log say so; a retry resumes from the snapshot.
+            # Whatever stopped the push, the runs table and the failure say so; a retry resumes from the snapshot.
             state.finish_run(key, context.run_id, "failed", {"seconds": time.perf_counter() - started})
-            context.log.warning(f"push of {key!r} stopped: {exc}; confirmed batches are kept, a retry resumes")
-            raise
+            failure = step_failure("Sync", audience, exc)
+            # A cause worth retrying keeps its stack trace; configuration errors are said in full without one.
+            raise failure from (exc if failure.allow_retries else None)
 
         seconds = time.perf_counter() - started
         failed = result.outcomes["failed"]
@@ -155,34 +156,38 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         }
         state.finish_run(key, context.run_id, "failed" if failed else "success", counts)
         if failed:
-            raise PushIncomplete(
+            incomplete = PushIncomplete(
                 f"{failed} contacts of {audience.list.name!r} failed for a passing reason; they stay out of the "
                 "snapshot and the retry sends them again (see the ledger in the sync state)"
             )
+            raise step_failure("Sync", audience, incomplete)
         sent = sum(result.pending.values())
         yield dg.MaterializeResult(
-            metadata={
-                **counts,
-                "rejected": result.outcomes["rejected"],
-                "batches": result.batches,
-                "batches_resubmitted": result.batches_resubmitted,
-                "contacts_per_minute": round(sent / seconds * 60, 1) if sent and seconds else 0.0,
-                "requests_per_change": round(result.requests / sent, 4) if sent else 0.0,
-                "list": audience.list.name,
-                **({"list_id": result.list_id} if result.list_id else {}),
-                "resynced": result.resynced,
-                "sync_mode": audience.sync_mode,
-                # What the sync and field modes held back: leavers kept (upsert, update_only), values left as
-                # ActiveCampaign holds them (fill, never_clear), customers who are not contacts (update_only).
-                **{f"skipped_{name}": result.skipped.get(name, 0) for name in SKIPS},
-                "list_created": result.created_list,
-                "fields_created": ", ".join(result.created_fields),
-                "settled_from_journal": result.settled_from_journal,
-                "email_changes": result.email_changes,
-                "email_changes_fallen_back": result.email_changes_fallen_back,
-                "destination": activecampaign.describe(),
-                **{f"client_{k}": v for k, v in stats.as_metadata().items() if k != "requests"},
-            }
+            metadata=described(
+                {
+                    **counts,
+                    "rejected": result.outcomes["rejected"],
+                    "batches": result.batches,
+                    "batches_resubmitted": result.batches_resubmitted,
+                    "contacts_per_minute": round(sent / seconds * 60, 1) if sent and seconds else 0.0,
+                    "requests_per_change": round(result.requests / sent, 4) if sent else 0.0,
+                    "list": audience.list.name,
+                    "list_id": result.list_id,
+                    "resynced": result.resynced,
+                    "sync_mode": audience.sync_mode,
+                    # What the sync and field modes held back: leavers kept (upsert, update_only), values left as
+                    # ActiveCampaign holds them (fill, never_clear), customers who are not contacts (update_only).
+                    **{f"skipped_{name}": result.skipped.get(name, 0) for name in SKIPS},
+                    "list_created": result.created_list,
+                    "fields_created": ", ".join(result.created_fields),
+                    "settled_from_journal": result.settled_from_journal,
+                    "email_changes": result.email_changes,
+                    "email_changes_fallen_back": result.email_changes_fallen_back,
+                    "destination": activecampaign.describe(),
+                    **{f"client_{k}": v for k, v in stats.as_metadata().items() if k != "requests"},
+                },
+                ACTIVECAMPAIGN_SYNC,
+            )
         )
 
     return activecampaign_sync

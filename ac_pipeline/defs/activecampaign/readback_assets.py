@@ -6,13 +6,14 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from ac_pipeline.activecampaign import AuthError
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.defs.activecampaign.assets import POOL, RESYNC_TAG
-from ac_pipeline.defs.activecampaign.local_sandbox import SandboxUnavailable
+from ac_pipeline.defs.activecampaign.failures import step_failure
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource, ActiveCampaignResource
+from ac_pipeline.defs.audiences.checks import partitioned_check_spec
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
-from ac_pipeline.defs.metadata import markdown_preview
+from ac_pipeline.defs.meanings import LIST_MEMBERS, STORED_AT
+from ac_pipeline.defs.metadata import described, markdown_preview
 from ac_pipeline.readback.list_read import ReadBackResult, read_back
 from ac_pipeline.readback.reader import LIST_STATUSES, RECORD_KEYS, how
 from ac_pipeline.readback.reconcile import KINDS
@@ -20,15 +21,10 @@ from ac_pipeline.readback.reconcile import KINDS
 FULL_TAG = "ac_pipeline/full_read"
 DRIFT_CHECK = "drift"
 
-drift_spec = dg.AssetCheckSpec(
-    DRIFT_CHECK,
-    asset="activecampaign_list_members",
-    blocking=False,
-    description=(
-        "Warns when more of the list drifted from the snapshot since the last read than the audience's "
-        "`drift_warning_share` (default 5%): people who opted out or bounced, contacts deleted, added or edited "
-        "by hand. The drift is repaired either way; the warning asks a person to look at why."
-    ),
+DRIFT_DESCRIPTION = (
+    "Warns when more of the list drifted from the snapshot since the last read than the audience's "
+    "`drift_warning_share` (default 5%): people who opted out or bounced, contacts deleted, added or edited "
+    "by hand. The drift is repaired either way; the warning asks a person to look at why."
 )
 
 
@@ -96,7 +92,11 @@ def build_readback_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         kinds={"activecampaign", "polars"},
         pool=POOL,  # its reads spend the same account budget as the push
         io_manager_key="parquet_io_manager",
-        check_specs=[drift_spec],
+        check_specs=[  # one status per audience, like the removal guard's
+            partitioned_check_spec(
+                DRIFT_CHECK, "activecampaign_list_members", partitions, DRIFT_DESCRIPTION, blocking=False
+            )
+        ],
         retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL),
     )
     def activecampaign_list_members(
@@ -133,16 +133,18 @@ def build_readback_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
                     resync=config.resync or _flag(context, RESYNC_TAG),
                     log=context.log.info,
                 )
-        except (SandboxUnavailable, AuthError) as exc:
-            raise dg.Failure(str(exc), allow_retries=False) from None
+        except Exception as exc:
+            failure = step_failure("Read-back", audience, exc)
+            raise failure from (exc if failure.allow_retries else None)
         members = with_provenance(result)
         _bring_home(account_tables, audience, result, members)
         counts = result.reconciliation.counts()
         by_status = dict(members.group_by("status").len().iter_rows()) if members.height else {}
         context.log.info(
-            f"read {result.changed_contacts:,} contacts of list {audience.list.name!r} ({result.why}) in "
-            f"{result.requests} requests; drift: "
-            + (", ".join(f"{n:,} {kind}" for kind, n in counts.items() if n) or "none")
+            f"Read {result.changed_contacts:,} contacts of list '{audience.list.name}' for audience '{key}' "
+            f"({result.why}) in {result.requests} requests; drift: "
+            + (", ".join(f"{n:,} {kind.replace('_', ' ')}" for kind, n in counts.items() if n) or "none")
+            + "."
         )
         metadata: dict[str, dg.RawMetadataValue] = {
             "contacts": members.height,
@@ -157,10 +159,9 @@ def build_readback_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
             "seconds": round(time.perf_counter() - started, 3),
             "drift_sample": dg.MetadataValue.md(_sample(result)),
             "list": audience.list.name,
+            "list_id": result.list_id,
         }
-        if result.list_id is not None:
-            metadata["list_id"] = result.list_id
-        yield dg.Output(members, metadata=metadata)
+        yield dg.Output(members, metadata=described(metadata, LIST_MEMBERS, added_on_storage=list(STORED_AT)))
         yield drift_check(audience, result)
 
     return activecampaign_list_members

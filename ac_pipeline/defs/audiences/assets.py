@@ -20,12 +20,13 @@ from ac_pipeline.audiences.members import compute_members
 from ac_pipeline.audiences.modes import changes_for, describe_fields, last_values
 from ac_pipeline.audiences.sql import LOCKED_SETTINGS, UnsafeSql, locked_connection, snippet_tables
 from ac_pipeline.defs.activecampaign.resources import AccountTablesResource
-from ac_pipeline.defs.audiences.checks import removal_guard_result, removal_guard_spec
+from ac_pipeline.defs.audiences.checks import removal_guard_failure, removal_guard_result, removal_guard_spec
 from ac_pipeline.defs.audiences.groups import grouped_members
 from ac_pipeline.defs.audiences.resources import AudienceCatalog, SyncStateResource
 from ac_pipeline.defs.freshness.automation import AUDIENCE_CONDITION
 from ac_pipeline.defs.freshness.sources import AUDIENCES_YAML, CUSTOMER_360
-from ac_pipeline.defs.metadata import markdown_preview
+from ac_pipeline.defs.meanings import AUDIENCE_CHANGES, AUDIENCE_MEMBERS, STORED_AT
+from ac_pipeline.defs.metadata import described, markdown_preview
 
 AUDIENCE_GROUP = "audiences"
 # Audience SQL names what came home from ActiveCampaign as `activecampaign.<table>` (e.g. activecampaign.opt_outs).
@@ -136,18 +137,22 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         preview_columns = [c for c in members.columns if c not in ("email_raw", "updated_at", "status", "reason")]
         return dg.Output(
             rows,
-            metadata={
-                "members": by_status.get("member", 0),
-                "rejected": by_status.get("rejected", 0),
-                "duplicates": by_status.get("duplicate", 0),
-                "excluded": by_status.get("excluded", 0),
-                "selected_rows": rows.height,
-                "seconds": round(time.perf_counter() - started, 3),
-                "not_members_by_reason": dg.MetadataValue.md(markdown_preview(reasons, rows=15)),
-                "preview": dg.MetadataValue.md(markdown_preview(members.select(preview_columns))),
-                "list": audience.list.name,
-                **group_metadata,
-            },
+            metadata=described(
+                {
+                    "members": by_status.get("member", 0),
+                    "rejected": by_status.get("rejected", 0),
+                    "duplicates": by_status.get("duplicate", 0),
+                    "excluded": by_status.get("excluded", 0),
+                    "selected_rows": rows.height,
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "not_members_by_reason": dg.MetadataValue.md(markdown_preview(reasons, rows=15)),
+                    "preview": dg.MetadataValue.md(markdown_preview(members.select(preview_columns))),
+                    "list": audience.list.name,
+                    **group_metadata,
+                },
+                AUDIENCE_MEMBERS,
+                added_on_storage=list(STORED_AT),
+            ),
         )
 
     @dg.asset(
@@ -156,7 +161,7 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         group_name=AUDIENCE_GROUP,
         kinds={"polars"},
         code_version="2",  # 2: sync modes and field write modes (audiences/modes.py)
-        check_specs=[removal_guard_spec],
+        check_specs=[removal_guard_spec(partitions)],
         automation_condition=AUDIENCE_CONDITION,
     )
     def audience_changes(
@@ -192,24 +197,32 @@ def build_audience_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         ).select([c for c in diff.columns if c not in ("email_raw", "updated_at", "fields_hash")])
         yield dg.Output(
             diff,
-            metadata={
-                "adds": counts["add"],
-                "readds": counts["readd"],
-                "updates": counts["update"],
-                "removals": counts["remove"],
-                "email_changes": diff.filter(pl.col("op") == EMAIL_CHANGE).height,
-                "changes": diff.height,
-                "members": member_count,
-                "synced_members": synced,
-                "skipped_opted_out": audience_changes_lib.skipped_opt_outs(audience_members, snapshot),
-                "sync_mode": audience.sync_mode,
-                "field_modes": ", ".join(f"{name}: {mode}" for name, mode in describe_fields(audience).items()),
-                **{f"skipped_{name}": n for name, n in moded.skipped.items() if name != "not_contacts"},
-                "seconds": round(time.perf_counter() - started, 3),
-                "preview": dg.MetadataValue.md(markdown_preview(preview, rows=20)),
-            },
+            metadata=described(
+                {
+                    "adds": counts["add"],
+                    "readds": counts["readd"],
+                    "updates": counts["update"],
+                    "removals": counts["remove"],
+                    "email_changes": diff.filter(pl.col("op") == EMAIL_CHANGE).height,
+                    "changes": diff.height,
+                    "members": member_count,
+                    "synced_members": synced,
+                    "skipped_opted_out": audience_changes_lib.skipped_opt_outs(audience_members, snapshot),
+                    "sync_mode": audience.sync_mode,
+                    "field_modes": ", ".join(f"{name}: {mode}" for name, mode in describe_fields(audience).items()),
+                    **{f"skipped_{name}": n for name, n in moded.skipped.items() if name != "not_contacts"},
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "preview": dg.MetadataValue.md(markdown_preview(preview, rows=20)),
+                },
+                AUDIENCE_CHANGES,
+                added_on_storage=list(STORED_AT),
+            ),
         )
         override = config.allow_removals or overridden(context.run.tags.get(OVERRIDE_TAG), audience.key)
-        yield removal_guard_result(audience, synced, counts["remove"], member_count, override)
+        guard = removal_guard_result(audience, synced, counts["remove"], member_count, override)
+        yield guard
+        if not guard.passed:
+            # Instead of Dagster's bare "1 blocking asset check failed": the failed step says why and what to do.
+            raise removal_guard_failure(audience, guard)
 
     return [audience_members, audience_changes]
