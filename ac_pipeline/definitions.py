@@ -21,6 +21,7 @@ from ac_pipeline.defs.executor import sync_executor
 from ac_pipeline.defs.freshness.automation import build_automation_sensor
 from ac_pipeline.defs.freshness.sources import build_sources
 from ac_pipeline.defs.io import PolarsParquetIOManager
+from ac_pipeline.defs.one_process import one_process_executor
 from ac_pipeline.settings import Paths, paths
 
 
@@ -56,6 +57,9 @@ def build_definitions(where: Paths | None = None) -> dg.Definitions:
             build_daily_account_import(account_import_job),
         ],
         sensors=[build_pool_wait_sensor(POOL), build_alert_sensor(), build_automation_sensor()],
+        # Every job's steps run in its run's process (one_process.py: a process per step cost 2-3 s each);
+        # audience_sync moves to Celery workers when a broker is set (executor.py).
+        executor=one_process_executor,
         resources={
             # Read-only: the customer 360 belongs to whoever maintains it, and other readers may be open.
             "customer_360": DuckDBResource(

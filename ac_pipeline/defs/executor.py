@@ -1,4 +1,5 @@
-"""Where the steps of `audience_sync` run: in processes beside the run (Dagster's default), or on Celery workers.
+"""Where the steps of `audience_sync` run: in the run's own process (one_process.py, the default), or on Celery
+workers.
 
 `AC_PIPELINE_CELERY_BROKER` (`amqp://user:password@host:5672//` or `redis://host:6379/0`) turns the workers on;
 unset, nothing changes and nothing of Celery is imported. The workers run the app in `celery_app.py`, built here
@@ -13,6 +14,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+
+from ac_pipeline.defs.one_process import one_process_executor
 
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]
@@ -65,11 +68,11 @@ def celery_config() -> dict[str, Any] | None:
     }
 
 
-def sync_executor() -> dg.ExecutorDefinition | None:
-    """The executor of `audience_sync`: Celery when a broker is set, else None (the Definitions' default)."""
+def sync_executor() -> dg.ExecutorDefinition:
+    """The executor of `audience_sync`: Celery when a broker is set, else every step in the run's process."""
     config = celery_config()
     if config is None:
-        return None
+        return one_process_executor
     from dagster_celery import celery_executor  # the `celery` extra; only this path needs it
 
     return celery_executor.configured(config, name="ac_pipeline_celery")

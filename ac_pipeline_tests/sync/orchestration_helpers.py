@@ -1,9 +1,10 @@
 """What the orchestration tests (test_orchestration_*.py) share: the job as a code location loads it, runs
-of it through the multiprocess executor on a persistent instance, and readers of their step events.
+of it through the job's own executor on a persistent instance, and readers of their step events.
 
 Runs that must behave as launched from the UI go through `execute_job(reconstructable(...))` on a
-real (SQLite) instance, so each step is a process of its own, as in production. Step processes are
-spawned: they read the pipeline's locations and the sandbox URL from the environment the test sets.
+real (SQLite) instance, with the executor a launched run uses (defs/one_process.py, not the test-only
+executor of `execute_in_process`). The definitions are rebuilt from the environment the test sets: the
+pipeline's locations and the sandbox URL.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY"
 
 def audience_sync_job() -> dg.JobDefinition:
     """The job as a code location would load it: `dg.reconstructable` needs a module-level function so
-    that every step process can rebuild it (from the environment: AC_PIPELINE_HOME and friends)."""
+    that a run worker (or a Celery worker) can rebuild it (from the environment: AC_PIPELINE_HOME and friends)."""
     return build_definitions().resolve_job_def(JOB)
 
 
@@ -42,7 +43,7 @@ def instance_dir(path: Path, pool_limit: int | None = None) -> Path:
 
 
 def execute(instance: dg.DagsterInstance, partition: str | None = None, **kwargs) -> dg.ExecutionResult:
-    """One run of the job through the multiprocess executor (each step in a process of its own)."""
+    """One run of the job through its own executor, as a launched run executes it."""
     tags = {PARTITION_TAG: partition} if partition else {}
     if "reexecution_options" not in kwargs:
         kwargs.setdefault("run_config", QUIET)

@@ -145,6 +145,69 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(
             assert listed == set(members.filter(pl.col("status") == "member").get_column("email"))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_run_waiting_for_the_pool_sleeps_and_then_takes_the_slot(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runs of a backfill wait for the pool while one audience is pushed; they must leave the CPU to it.
+    (Dagster's own in-process executor never sleeps in that wait: ac_pipeline/defs/one_process.py.)"""
+    key = "welcome_series"
+    assert (
+        pipeline.defs.resolve_job_def(JOB)
+        .execute_in_process(
+            partition_key=key,
+            run_config=QUIET,
+            instance=dg.DagsterInstance.ephemeral(),
+            asset_selection=[dg.AssetKey("audience_members"), dg.AssetKey("audience_changes")],
+        )
+        .success
+    )
+    dagster_home = instance_dir(tmp_path / "dagster_home", pool_limit=1)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("activecampaign", 1)
+        assert storage.claim_concurrency_slot("activecampaign", "another-run", PUSH).is_claimed
+        process = subprocess.Popen(
+            [sys.executable, "-c", RUN_ONE, key],
+            cwd=REPO,
+            env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert process.stdout.readline().strip() == "ready"
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            deadline = time.monotonic() + 120
+            while not any(
+                "blocked by limit for pool activecampaign" in (e.message or "")
+                for record in instance.get_run_records(dg.RunsFilter(job_name=JOB))
+                for e in instance.all_logs(record.dagster_run.run_id)
+            ):
+                assert time.monotonic() < deadline and process.poll() is None, "the run never waited for the pool"
+                time.sleep(0.2)
+            cpu, wall = _cpu_seconds(process.pid), time.monotonic()
+            time.sleep(3.0)
+            share = (_cpu_seconds(process.pid) - cpu) / (time.monotonic() - wall)
+            assert share < 0.25, f"the waiting run used {share:.0%} of a core while it waited for the pool"
+            assert not instance.get_run_records(dg.RunsFilter(job_name=JOB))[0].dagster_run.is_finished
+            storage.free_concurrency_slots_for_run("another-run")
+            output = process.communicate(timeout=120)[0]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    assert " True" in output, output
+    assert pipeline.listed(key) == pipeline.audience(key)
+
+
 # --- runs side by side on one state file -----------------------------------------------------------
 
 # Another run's push committing confirmed contacts: DuckDB lets one process write a file, and while it

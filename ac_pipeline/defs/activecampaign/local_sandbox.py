@@ -2,7 +2,7 @@
 
 When no ACTIVECAMPAIGN_API_URL is set, syncs go to `ac-pipeline sandbox` on 127.0.0.1 (port 8765 by
 default), whose state lives in AC_PIPELINE_HOME. It runs as one process of its own, shared by every
-step process of every run, because the rate limit is per account and the account must be one. It is
+run (and every Celery worker), because the rate limit is per account and the account must be one. It is
 started when a sync first needs it and keeps running afterwards (stop it with `kill $(cat PIDFILE)`).
 """
 
