@@ -14,6 +14,7 @@ here. Two levels of checks:
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,13 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
+@functools.lru_cache(maxsize=16)
 def parse_audiences(text: str, source: str = "audiences.yaml") -> AudienceFile:
-    """Parse and check audience definitions given as YAML text."""
+    """Parse and check audience definitions given as YAML text.
+
+    Kept per process by text: checking every audience's SQL takes DuckDB a while (0.17 s for the sample file),
+    and a run reads the file in each of its steps. The models are frozen, so sharing the result is safe; a
+    changed file is new text and is parsed again."""
     try:
         raw = load_yaml(text)
     except DuplicateKeyError as exc:
