@@ -55,6 +55,13 @@ DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+# The daemon (`dagster dev` runs one) launches queued runs every second, not every 5 s (Dagster's default):
+# a sync with nothing to send takes a few seconds, and waited longer than that in the queue.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 # A run whose process died must not keep its pool slot. Under `dagster dev` the code server marks a run
 # failed when its process dies, and run monitoring (a daemon: `dagster dev` runs it) frees the slots of
 # runs that ended. The default run launcher cannot resume a run, hence max_resume_run_attempts: 0.
