@@ -1,0 +1,220 @@
+"""Re-adding many returning contacts at once: the consent checks read in bulk, then bulk import.
+
+A re-add is a customer the sync itself removed (status 2 on the list) who is back in the audience. One
+at a time (sync.single) each costs contact/sync, a read of its list record, the status-1 POST and a POST
+per tag. Here, for many:
+
+1. The intent is journaled, as before every send.
+2. Their list records are read many at a time, whichever costs fewer requests (`plan`):
+   - by contact id, `GET contacts?ids[]=..&include=contactLists`, 100 contacts a request, when the
+     snapshot knows their ids;
+   - or the list's unsubscribed members, `GET contacts?listid=..&status=2&include=contactLists`, 100 a
+     request, matched by email, when many lack an id or when most of the list's unsubscribed are returning.
+3. Page by page, each record is judged by the very function the single path uses (consent.judge_unsubscribe,
+   bounded by when the snapshot saw our unsubscribe): an unsubscribe proven ours is undone with one
+   `contactLists` status-1 POST right away (bulk import never re-subscribes anyone); anything else is
+   recorded `opted_out` with its reason and never re-subscribed. Posting each page's re-subscribes before
+   reading the next keeps the time between reading a record and acting on it to one page's POSTs.
+4. The returning contacts that are not opted out are handed back, to go with the push's other bulk rows
+   through one bulk import (fields, tags, and subscribe, harmless now that they are active), confirmed by
+   the import's own answer as every bulk row is. Should a person unsubscribe after their status-1 POST,
+   the import lists them as a failure and the push records them opted out (sync.bulk).
+
+Contacts the bulk reads cannot vouch for go one at a time, judged exactly as before: no known id (by the
+id read), a contact the account no longer has (deleted: contact/sync creates it again and the snapshot
+learns its new id), or a contact whose id now carries another email.
+
+After a crash at any point, the retry finds the snapshot still saying `removed` and does the same again:
+who was re-subscribed reads status 1 and goes straight to the import; nobody is re-subscribed without a
+record, read in that attempt, proving the unsubscribe ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from ac_pipeline.activecampaign import ActiveCampaignClient, ActiveCampaignError
+from ac_pipeline.activecampaign.client import PAGE_SIZE
+from ac_pipeline.sync.consent import judge_unsubscribe
+from ac_pipeline.sync.outcomes import Outcome, Recorder
+
+# Requests one re-add costs on the single path (contact/sync, the list record, status 1, one tag).
+SINGLE_READD_REQUESTS = 4
+
+# (the row, ActiveCampaign's contact or None when the read did not find it, its record for the list or None)
+Found = tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]
+
+
+@dataclass
+class ReaddPlan:
+    """How the consent records of the returning contacts are read, and what it costs."""
+
+    by: str  # "ids" or "list"
+    read_requests: int  # requests to read the records
+    one_at_a_time: int  # re-adds the reads cannot vouch for, sent by the single path
+
+
+def _pages(n: int) -> int:
+    return -(-n // PAGE_SIZE)
+
+
+def plan(rows: pl.DataFrame, list_unsubscribed: int) -> ReaddPlan:
+    """Reading by id costs a request per 100 known ids, plus the single path for those without one; reading
+    the list costs a request per 100 of its unsubscribed (`list_unsubscribed`, as the snapshot counts them:
+    only the choice rests on it, not the verdicts) and vouches for every re-add found there by email."""
+    unknown = rows.filter(pl.col("contact_id").is_null()).height
+    by_ids = ReaddPlan("ids", _pages(rows.height - unknown), unknown)
+    by_list = ReaddPlan("list", max(1, _pages(list_unsubscribed)), 0)
+    cost = {p.by: p.read_requests + SINGLE_READD_REQUESTS * p.one_at_a_time for p in (by_ids, by_list)}
+    return by_ids if cost["ids"] <= cost["list"] else by_list
+
+
+@dataclass
+class ReaddResult:
+    """What the bulk consent check leaves to send: through bulk import, or one at a time."""
+
+    in_bulk: list[dict[str, Any]] = field(default_factory=list)
+    one_at_a_time: list[dict[str, Any]] = field(default_factory=list)
+    resubscribed: int = 0
+    opted_out: int = 0
+
+
+class BulkReadds:
+    """Judges and re-subscribes many returning contacts; see the module docstring."""
+
+    def __init__(
+        self,
+        client: ActiveCampaignClient,
+        list_id: str,
+        recorder: Recorder,
+        log: Callable[[str], None],
+        removed_at: dict[str, datetime],
+    ):
+        self.client, self.list_id, self.recorder, self.log = client, list_id, recorder, log
+        # email -> when ActiveCampaign recorded the sync's unsubscribe (the snapshot): the verdict's bound
+        self.removed_at = removed_at
+
+    def sort_out(
+        self, in_bulk: pl.DataFrame, one_by_one: pl.DataFrame, snapshot: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Settle the re-adds among the push's bulk rows (`settle`); return the bulk rows and the rows to send
+        one at a time, with the re-adds still to send where they now belong."""
+        returning = in_bulk.filter(pl.col("op") == "readd")
+        if returning.is_empty():
+            return in_bulk, one_by_one
+        # The list's unsubscribed as the snapshot knows them, to choose how to read (not to judge anyone).
+        unsubscribed = snapshot.filter(pl.col("status").is_in(["removed", "opted_out"])).height
+        result = self.settle(returning, unsubscribed)
+        schema = in_bulk.schema
+        in_bulk = pl.concat([in_bulk.filter(pl.col("op") != "readd"), pl.DataFrame(result.in_bulk, schema=schema)])
+        one_by_one = pl.concat([one_by_one, pl.DataFrame(result.one_at_a_time, schema=schema)])
+        return in_bulk, one_by_one
+
+    def settle(self, rows: pl.DataFrame, list_unsubscribed: int) -> ReaddResult:
+        """Journal, read the records, re-subscribe whose unsubscribe was ours, record the others opted out;
+        return the rows still to send."""
+        how = plan(rows, list_unsubscribed)
+        self.log(
+            f"{rows.height:,} contacts return: reading their list records by {how.by} "
+            f"(about {how.read_requests:,} requests, {how.one_at_a_time:,} left to send one at a time)"
+        )
+        self.recorder.journal(rows.to_dicts())  # before anything about them is sent
+        result = ReaddResult()
+        pages = self._by_ids(rows, result) if how.by == "ids" else self._by_list(rows)
+        for page in pages:
+            self._judge(page, result)
+            self.recorder.save()
+        self.log(
+            f"{result.resubscribed:,} re-subscribed (their unsubscribe was the sync's), "
+            f"{result.opted_out:,} opted out themselves and stay unsubscribed"
+        )
+        return result
+
+    def _judge(self, page: list[Found], result: ReaddResult) -> None:
+        settled: list[Outcome] = []
+        for row, contact, record in page:
+            contact_id = str(contact["id"]) if contact is not None else row.get("contact_id")
+            status = str(record.get("status")) if record is not None else None
+            if status == "2":
+                # The single path's verdict, with the single path's bound: only an unsubscribe the list's
+                # record proves was ours, made when the snapshot says, is undone.
+                verdict = judge_unsubscribe(record, not_after=self.removed_at.get(row["email"]))
+                if not verdict.ours:
+                    settled.append(Outcome(row, "opted_out", reason=verdict.reason, contact_id=contact_id))
+                    continue
+            if record is not None and status != "1":
+                assert contact_id is not None  # a record names its contact
+                self.client.set_list_status(contact_id, self.list_id, 1)
+                result.resubscribed += 1
+            # The snapshot learns the id (bulk import's answer does not give it).
+            result.in_bulk.append({**row, "contact_id": contact_id})
+        self.recorder.record(settled)
+        result.opted_out += len(settled)
+
+    def _by_ids(self, rows: pl.DataFrame, result: ReaddResult) -> Iterator[list[Found]]:
+        """Pages of the re-adds whose contact ids the snapshot holds, with their records; the rest go one at
+        a time (see the module docstring)."""
+        known = rows.filter(pl.col("contact_id").is_not_null()).to_dicts()
+        result.one_at_a_time.extend(rows.filter(pl.col("contact_id").is_null()).to_dicts())
+        for start in range(0, len(known), PAGE_SIZE):
+            chunk = known[start : start + PAGE_SIZE]
+            contacts, records = self._read_ids([str(row["contact_id"]) for row in chunk])
+            page: list[Found] = []
+            for row in chunk:
+                contact = contacts.get(str(row["contact_id"]))
+                if contact is None or str(contact.get("email", "")).strip().lower() != row["email"]:
+                    result.one_at_a_time.append(row)  # deleted, or the id is someone else's now
+                elif contact["id"] in records:
+                    page.append((row, contact, records[contact["id"]]))
+                else:
+                    result.one_at_a_time.append(row)  # its memberships could not all be read: ask on its own
+            yield page
+
+    def _read_ids(self, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any] | None]]:
+        """These contacts (id -> contact) and their records for the list (contact id -> the record, None when
+        they are not on the list; left out when the answer does not show all of the contact's memberships,
+        so that it cannot say): one request."""
+        params = {"ids[]": ids, "include": "contactLists", "limit": PAGE_SIZE}
+        answer = self.client.request("GET", "contacts", params=params)
+        contacts = {str(c.get("id")): c for c in answer.get("contacts") or []}
+        strays = set(contacts) - set(ids)
+        if strays:
+            # An answer that ignored the filter would make verdicts about the wrong people: stop, loudly.
+            raise ActiveCampaignError(
+                f"GET contacts?ids[]=... answered {len(strays):,} contacts that were not asked for (e.g. "
+                f"{sorted(strays)[0]}): the ids[] filter was not applied, so no consent check can rest on it",
+                method="GET",
+                path="contacts",
+            )
+        side_loaded = {str(record.get("id")): record for record in answer.get("contactLists") or []}
+        records: dict[str, dict[str, Any] | None] = {}
+        for contact_id, contact in contacts.items():
+            named = [str(i) for i in contact.get("contactLists") or []]
+            if all(i in side_loaded for i in named):
+                mine = [side_loaded[i] for i in named if str(side_loaded[i].get("list")) == self.list_id]
+                records[contact_id] = mine[0] if mine else None
+        for contact in contacts.values():
+            contact["id"] = str(contact.get("id"))
+        return contacts, records
+
+    def _by_list(self, rows: pl.DataFrame) -> Iterator[list[Found]]:
+        """Pages of the list's unsubscribed, matched to the re-adds by email; the re-adds not among them are
+        not unsubscribed from the list (active, never on it, or deleted): bulk import subscribes them, and
+        would list as a failure anyone unsubscribed meanwhile."""
+        waiting = {row["email"]: row for row in rows.to_dicts()}
+        page: list[Found] = []
+        for contact, record in self.client.iter_list_memberships(self.list_id, status=2):
+            row = waiting.pop(str(contact.get("email", "")).strip().lower(), None)
+            if row is not None:
+                page.append((row, contact, record))
+            if len(page) >= PAGE_SIZE:
+                yield page
+                page = []
+            if not waiting:
+                break  # every re-add found: the rest of the list is not needed
+        yield page + [(row, None, None) for row in waiting.values()]
