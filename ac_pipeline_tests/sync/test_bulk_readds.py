@@ -23,8 +23,11 @@ import polars as pl
 import pytest
 
 from ac_pipeline.activecampaign import ActiveCampaignClient, RateLimits
+from ac_pipeline.audiences.config import parse_audiences
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.settings import Paths
+from ac_pipeline.state.schema import SNAPSHOT_COLUMNS
+from ac_pipeline.sync.plan import plan
 from ac_pipeline_tests.fixtures.pipeline import Pipeline
 from ac_pipeline_tests.fixtures.sandbox import point_at
 from ac_pipeline_tests.sync.consent_world import KEY, LIST, PANEL_YAML, World
@@ -199,3 +202,39 @@ def test_a_readd_killed_at_a_random_point_resumes_without_resubscribing_anyone(
     assert {rows[e]["status"] for e in theirs} == {"opted_out"}
     assert {rows[e]["status"] for e in groups["ours"] | groups["deleted"]} == {"member"}
     assert set(fields_and_tags(world, groups["ours"]).values()) == {("Back", ("panel",))}
+
+
+def test_the_dry_run_plans_many_readds_in_bulk() -> None:
+    """The plan says what the push will do: 9 re-adds one at a time (four requests each: contact/sync, their
+    record, status 1, a tag; and the tags looked up once), 30 in bulk (a read per 25, at most a POST each, and
+    one import with its poll)."""
+    audience = parse_audiences(RETURNING_YAML).get(KEY)
+    emails = [f"back{i}@example.com" for i in range(30)]
+    snapshot = (
+        pl.DataFrame({"email": emails, "fields_hash": ["old"] * 30, "status": ["removed"] * 30})
+        .with_columns(
+            *[
+                pl.lit(None).cast(dtype).alias(name)
+                for name, dtype in SNAPSHOT_COLUMNS.items()
+                if name not in ("email", "fields_hash", "status")
+            ]
+        )
+        .select(list(SNAPSHOT_COLUMNS))
+    )
+    changes = pl.DataFrame(
+        {
+            "op": "readd",
+            "email": emails,
+            "contact_id": None,
+            "first_name": "Ada",
+            "field:City": "Back",
+            "fields_hash": "new",
+        },
+        schema_overrides={"contact_id": pl.String},
+    )
+    few, many = plan(changes.head(9), snapshot, audience), plan(changes, snapshot, audience)
+    assert few.by_operation == {"one by one: readd": 9}
+    assert many.by_operation == {"bulk import: readd": 30}
+    resolution = 1 + 3 + 1  # find the list, create and grant it, read the fields
+    assert few.requests == resolution + 1 + 9 * 4
+    assert many.requests == resolution + 2 + 2 + 30
