@@ -12,11 +12,10 @@ How a push goes:
    earlier attempt crashed after sending it), theirs otherwise.
 4. Change the email of contacts whose customer's address changed (sync.identity), one at a time; then
    diff again, so that what could not be changed falls back to the old address leaving and the new joining.
-5. Send. Fewer than `SMALL_CHANGE_SET` changes, and re-adds when fewer than `BULK_READDS` return, go one
-   contact at a time (sync.single); the rest through bulk import (sync.bulk). Many re-adds first have their
-   consent checked in bulk and, where the unsubscribe was ours, are re-subscribed one POST each
-   (sync.readds), then go with the other bulk rows. Each batch is written to the intent journal before it
-   goes out.
+5. Send. Fewer than `SMALL_CHANGE_SET` changes, and fewer than `BULK_READDS` re-adds, go one contact at a
+   time (sync.single); the rest through bulk import (sync.bulk), many re-adds after their consent is checked
+   in bulk and the sync's own unsubscribes are undone, one POST each (sync.readds). Each batch is written
+   to the intent journal before it goes out.
 6. Account: the push succeeds only if every contact it took on has an outcome, and none failed.
 """
 
@@ -61,8 +60,7 @@ __all__ = [
 
 # The API reference recommends contact/sync over bulk import for fewer than 10 contacts.
 SMALL_CHANGE_SET = 10
-# From this many re-adds on, their consent records are read in bulk (sync.readds): about one request a
-# re-add instead of four, for the price of waiting on a bulk import.
+# From this many re-adds on, their consent is read in bulk (sync.readds): about one request a re-add, not four.
 BULK_READDS = SMALL_CHANGE_SET
 
 

@@ -204,13 +204,14 @@ class BulkReadds:
                 method="GET",
                 path="contacts",
             )
-        side_loaded = {str(record.get("id")): record for record in answer.get("contactLists") or []}
+        side_loaded = answer.get("contactLists") or []
+        loaded_ids = {str(record.get("id")) for record in side_loaded}
+        on_list = {str(r.get("contact")): r for r in side_loaded if str(r.get("list")) == self.list_id}
         records: dict[str, dict[str, Any] | None] = {}
         for contact_id, contact in contacts.items():
-            named = [str(i) for i in contact.get("contactLists") or []]
-            if all(i in side_loaded for i in named):
-                mine = [side_loaded[i] for i in named if str(side_loaded[i].get("list")) == self.list_id]
-                records[contact_id] = mine[0] if mine else None
+            # The contact names its memberships' ids: if one of them is missing, it may be this list's.
+            if all(str(i) in loaded_ids for i in contact.get("contactLists") or []):
+                records[contact_id] = on_list.get(contact_id)
         for contact in contacts.values():
             contact["id"] = str(contact.get("id"))
         return contacts, records
