@@ -1,8 +1,9 @@
 """The pipeline's requests conform to the published OpenAPI description, and so do the sandbox's answers to them.
 
 Full syncs against a real sandbox on 127.0.0.1 cover every operation the push uses: a list, its user group grant
-and a custom field created; bulk adds, updates and removals with their import/info polls; re-adds and small change
-sets one by one (contact/sync, contactLists, a new tag, contactTags); a person's own unsubscribe read back. Every
+and a custom field created; bulk adds, updates and removals with their import/info polls; many re-adds (their
+records read by `ids[]`, status 1 each, bulk import); a few re-adds and small change sets one by one
+(contact/sync, contactLists, a new tag, contactTags); a person's own unsubscribe read back. Every
 /api/3 exchange the pipeline's httpx client makes is recorded (the client's `send`, wrapped), then each request
 body is validated against its operation's request schema and each answer against the schema declared for its
 status, with openapi-schema-validator (OAS 3.1, JSON Schema 2020-12), a maintained validator rather than the
@@ -199,13 +200,17 @@ def test_every_request_and_answer_of_full_syncs_conforms(
     pipeline.execute(f"UPDATE customers SET city = 'Gone' WHERE lower(trim(email)) IN ({quoted(leaving)})")
     second = sync("panel")
     assert second["updates"] >= 30 and second["removals"] == 30 and second["batches"] >= 1
-    # Re-adds (always one by one), a removal and an update one by one, after a person left by themselves.
+    # A few re-adds, a removal and an update one by one, after a person left by themselves.
     sandbox.admin.unsubscribe(members[70], "Panel")
     pipeline.execute(f"UPDATE customers SET city = 'Back' WHERE lower(trim(email)) IN ({quoted(leaving[:3])})")
     pipeline.execute(f"UPDATE customers SET city = 'Gone' WHERE lower(trim(email)) IN ({quoted(members[80:82])})")
     pipeline.execute(f"UPDATE customers SET first_name = 'Again' WHERE lower(trim(email)) = '{members[90]}'")
     third = sync("panel")
     assert third["batches"] == 0 and third["removals"] == 2 and third["updates"] >= 1, third
+    # Many re-adds: their records read in bulk (the list's unsubscribed, then by id), status 1 each, bulk import.
+    pipeline.execute(f"UPDATE customers SET city = 'Back' WHERE lower(trim(email)) IN ({quoted(leaving[3:])})")
+    fourth = sync("panel")
+    assert fourth["readds"] == 27 and fourth["batches"] == 1, fourth
 
     described = operations()
     seen = Counter(template_of(exchange, described) for exchange in recorded)

@@ -11,7 +11,8 @@ from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.identity import EMAIL_CHANGE
 from ac_pipeline.audiences.modes import describe_fields, field_modes
 from ac_pipeline.sync.payloads import ContactShape, batches, bulk_contact
-from ac_pipeline.sync.push import SMALL_CHANGE_SET, outstanding
+from ac_pipeline.sync.push import BULK_READDS, SMALL_CHANGE_SET, outstanding
+from ac_pipeline.sync.readds import CHECK_CHUNK
 
 SYNC_MODE_PLANS = {
     "mirror": "adds, updates and removes.",
@@ -104,8 +105,10 @@ def plan(
         leave_alone=frozenset(field_modes(audience)),
     )
     small = len(rows) < SMALL_CHANGE_SET
-    one_by_one = [r for r in rows if small or r["op"] == "readd"]
-    in_bulk = [r for r in rows if not (small or r["op"] == "readd")]
+    readds_alone = sum(1 for r in rows if r["op"] == "readd") < BULK_READDS
+    alone = [small or (r["op"] == "readd" and readds_alone) for r in rows]
+    one_by_one = [r for r, one in zip(rows, alone, strict=True) if one]
+    in_bulk = [r for r, one in zip(rows, alone, strict=True) if not one]
     by_operation: dict[str, int] = {}
     for r in in_bulk:
         key = "bulk import: unsubscribe" if r["op"] == "remove" else f"bulk import: {r['op']}"
@@ -116,7 +119,11 @@ def plan(
     # Resolution: find (or create and grant) the list, read the fields; then per batch one import and
     # at least one status poll; one by one: contact/sync, list status, a request per tag.
     bulk_requests = 2 * sum(1 for _ in batches(in_bulk, shape)) if in_bulk else 0
-    per_contact = {"add": 3, "update": 1, "readd": 2, "remove": 2}
+    # Re-adds in bulk (sync.readds): their records, 25 a request, and at most a status-1 POST each.
+    readds_in_bulk = sum(1 for r in in_bulk if r["op"] == "readd")
+    bulk_requests += -(-readds_in_bulk // CHECK_CHUNK) + readds_in_bulk
+    # A re-add, like an add: contact/sync, its list record, status 1 (sync.single).
+    per_contact = {"add": 3, "update": 1, "readd": 3, "remove": 2}
     single = sum(per_contact[r["op"]] + (len(shape.tags_of(r)) if r["op"] != "remove" else 0) for r in one_by_one)
     resolution = (1 + (3 if audience.list.create else 0) + (1 if audience.fields.custom else 0)) if rows else 0
     tag_lookup = 1 if one_by_one and (audience.tags or audience.group_tags) else 0

@@ -12,9 +12,10 @@ How a push goes:
    earlier attempt crashed after sending it), theirs otherwise.
 4. Change the email of contacts whose customer's address changed (sync.identity), one at a time; then
    diff again, so that what could not be changed falls back to the old address leaving and the new joining.
-5. Send. Fewer than `SMALL_CHANGE_SET` changes, and every re-add, go one contact at a time
-   (sync.single); the rest through bulk import (sync.bulk). Each batch is written to the intent journal
-   before it goes out.
+5. Send. Fewer than `SMALL_CHANGE_SET` changes, and fewer than `BULK_READDS` re-adds, go one contact at a
+   time (sync.single); the rest through bulk import (sync.bulk), many re-adds after their consent is checked
+   in bulk and the sync's own unsubscribes are undone, one POST each (sync.readds). Each batch is written
+   to the intent journal before it goes out.
 6. Account: the push succeeds only if every contact it took on has an outcome, and none failed.
 """
 
@@ -43,9 +44,11 @@ from ac_pipeline.sync.group_tags import strip_moved_group_tags
 from ac_pipeline.sync.identity import EmailChanges, learn_customer_ids
 from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
 from ac_pipeline.sync.payloads import ContactShape, may_be_refused, refusal
+from ac_pipeline.sync.readds import BulkReadds
 from ac_pipeline.sync.single import SingleSender
 
 __all__ = [
+    "BULK_READDS",
     "SMALL_CHANGE_SET",
     "DestinationChanged",
     "Push",
@@ -57,6 +60,8 @@ __all__ = [
 
 # The API reference recommends contact/sync over bulk import for fewer than 10 contacts.
 SMALL_CHANGE_SET = 10
+# From this many re-adds on, their consent is read in bulk (sync.readds): about one request a re-add, not four.
+BULK_READDS = SMALL_CHANGE_SET
 
 
 class DestinationChanged(RuntimeError):
@@ -230,9 +235,13 @@ class Push:
         removed_at = _by_email(snapshot.filter(pl.col("status") == "removed"), "removed_at")
         with Recorder(self.state, self.audience.key, self.run_id, result) as recorder:
             todo = self._set_aside_refusals(todo, shape, recorder)
-            alone = (pl.col("op") == "readd") | pl.lit(todo.height < SMALL_CHANGE_SET)
+            readds_alone = todo.filter(pl.col("op") == "readd").height < BULK_READDS
+            alone = ((pl.col("op") == "readd") & readds_alone) | (todo.height < SMALL_CHANGE_SET)
             in_bulk, one_by_one = todo.filter(~alone), todo.filter(alone)
             in_bulk = self._settle_unsubscribed(in_bulk, shape, intended, snapshot, recorder, result)
+            if not readds_alone:
+                readds = BulkReadds(self.client, shape.list_id, recorder, self.log, removed_at)
+                in_bulk, one_by_one = readds.sort_out(in_bulk, one_by_one, snapshot)
             if in_bulk.height:
                 BulkSender(
                     self.client,

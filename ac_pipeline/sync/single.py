@@ -1,8 +1,9 @@
 """Sending contacts one at a time: contact/sync, contactLists and contactTags.
 
-Used for small change sets (the API reference recommends contact/sync under 10 contacts) and for
-re-adds, because bulk import never re-subscribes anyone: a person the sync itself removed comes back
-through contactLists status 1, and only after the list's own record proves the unsubscribe was ours.
+Used for small change sets (the API reference recommends contact/sync under 10 contacts), for a few
+re-adds, and for the re-adds the bulk consent check cannot vouch for (sync.readds). Bulk import never
+re-subscribes anyone: a person the sync itself removed comes back through contactLists status 1, and only
+after the list's own record proves the unsubscribe was ours.
 """
 
 from __future__ import annotations

@@ -43,8 +43,9 @@ def trials(seed: int) -> list[tuple[str, str, int]]:
         ("remove", "bulk", rng.randint(1, 2)),  # unsubscribes sent, none confirmed
         ("remove", "polls", rng.randint(1, 2)),  # some confirmed, not all committed
         ("update", "after-commit", 1),  # a commit in the WAL only
-        ("readd", "list_status", rng.randint(2, 25)),  # re-subscribed, not yet recorded
-        ("readd", "before-commit", rng.randint(2, 10)),
+        ("readd", "list_status", rng.randint(2, 25)),  # some re-subscribed, none imported
+        # The bulk re-add's first snapshot commit is its import's outcomes: all re-subscribed, none recorded.
+        ("readd", "before-commit", 1),
     ]
 
 
@@ -83,7 +84,8 @@ def test_killed_removals_updates_and_readds_resume_without_drift_or_false_opt_ou
         home.customer_360.write_bytes(baseline)
         world.sync()
         members = sorted(world.pipeline.audience("panel"))
-        # 600 changes are 3 bulk imports; 30 re-adds go one by one (four requests each).
+        # 600 changes are 3 bulk imports; 30 re-adds take the bulk re-add path (sync.readds): their records
+        # read in one request, a status-1 POST each, then one bulk import.
         moved = set(random.Random(seed + trial).sample(members, 600 if change != "readd" else 30))
         if change == "readd":
             world.leave(moved)
@@ -104,7 +106,7 @@ def test_killed_removals_updates_and_readds_resume_without_drift_or_false_opt_ou
 
         if change == "remove":
             # The crash's own unsubscribes were ours (all `removed` above, none `opted_out`): a sample comes
-            # back when the audience wants them (one by one, so a sample keeps the trial short).
+            # back when the audience wants them (25 of them: more than BULK_READDS, so they take the bulk re-add path).
             returning = set(random.Random(trial).sample(sorted(moved), 25))
             world.come_back(returning)
             back = world.sync()
