@@ -283,25 +283,31 @@ def compute_members(
     """Every selected row of the audience with its email, status (member/rejected/duplicate/excluded),
     reason, mapped fields and `fields_hash`."""
     rows = classify(read_rows(connection, audience, source))
-    exclusions = [
+    return apply_exclusions(rows, excluded_emails(connection, audience, by_key, source))
+
+
+def apply_exclusions(rows: pl.DataFrame, exclusions: Mapping[str, pl.Series]) -> pl.DataFrame:
+    """Mark the members of classified `rows` whose email is among the excluded ones (reason -> normalised
+    emails, as `excluded_emails` gives them): status `excluded`, reason `excluded: <reason>`."""
+    frames = [
         pl.DataFrame({"email": emails, "reason": f"excluded: {why}"}, schema={"email": pl.String, "reason": pl.String})
-        for why, emails in excluded_emails(connection, audience, by_key, source).items()
+        for why, emails in exclusions.items()
     ]
-    if exclusions:
-        # One lookup for all exclusions; an address excluded for several reasons shows the first.
-        excluded = pl.concat(exclusions).unique("email", keep="first", maintain_order=True)
-        hits = (
-            rows.select("email", "status")
-            .with_row_index("_row")
-            .filter(pl.col("status") == "member")
-            .join(excluded, on="email", how="inner")
-        )
-        status, reason = _mark(
-            rows.get_column("status"),
-            rows.get_column("reason"),
-            hits.get_column("_row"),
-            "excluded",
-            hits.get_column("reason"),
-        )
-        rows = rows.with_columns(status, reason)
-    return rows
+    if not frames:
+        return rows
+    # One lookup for all exclusions; an address excluded for several reasons shows the first.
+    excluded = pl.concat(frames).unique("email", keep="first", maintain_order=True)
+    hits = (
+        rows.select("email", "status")
+        .with_row_index("_row")
+        .filter(pl.col("status") == "member")
+        .join(excluded, on="email", how="inner")
+    )
+    status, reason = _mark(
+        rows.get_column("status"),
+        rows.get_column("reason"),
+        hits.get_column("_row"),
+        "excluded",
+        hits.get_column("reason"),
+    )
+    return rows.with_columns(status, reason)

@@ -9,7 +9,13 @@ import polars as pl
 import pytest
 
 from ac_pipeline.audiences.config import parse_audiences
-from ac_pipeline.audiences.members import compute_members, email_is_valid, email_rejection, normalise_email
+from ac_pipeline.audiences.members import (
+    apply_exclusions,
+    compute_members,
+    email_is_valid,
+    email_rejection,
+    normalise_email,
+)
 
 
 @pytest.mark.parametrize(
@@ -159,6 +165,28 @@ def test_an_email_in_an_excluded_audience_is_excluded(connection) -> None:
     bob = rows.filter(pl.col("email") == "bob@example.com").sort("customer_id")
     assert bob.select("customer_id", "status").rows() == [(3, "excluded"), (4, "duplicate")]
     assert bob.get_column("reason")[0] == "excluded: in audience gold"
+
+
+def test_an_address_excluded_for_several_reasons_shows_the_first_and_only_members_are_marked() -> None:
+    rows = pl.DataFrame(
+        {
+            "email": ["ada@example.com", "bob@example.com", "bob@example.com", "carol@example.com"],
+            "status": ["member", "member", "duplicate", "member"],
+            "reason": [None, None, "same email as customer 2, which was updated more recently", None],
+        }
+    )
+    exclusions = {
+        "in audience gold": pl.Series(["bob@example.com"]),
+        "on suppression table suppressed": pl.Series(["bob@example.com", "ada@example.com"]),
+    }
+    marked = apply_exclusions(rows, exclusions)
+    assert marked.rows() == [
+        ("ada@example.com", "excluded", "excluded: on suppression table suppressed"),
+        ("bob@example.com", "excluded", "excluded: in audience gold"),
+        ("bob@example.com", "duplicate", "same email as customer 2, which was updated more recently"),
+        ("carol@example.com", "member", None),
+    ]
+    assert apply_exclusions(rows, {}).equals(rows)
 
 
 def test_the_hash_changes_only_with_what_is_sent(connection) -> None:
