@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from ac_pipeline.customer360.generate import generate
+from ac_pipeline.defs.activecampaign.local_sandbox import stop_local_sandbox
 from ac_pipeline.sandbox.admin_client import SandboxAdmin
-from ac_pipeline_tests.fixtures.devserver import DevServer, free_port
-from ac_pipeline_tests.fixtures.network import port_open
+from ac_pipeline_tests.fixtures.devserver import DevServer
+from ac_pipeline_tests.fixtures.network import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
 AUDIENCE, LIST = "vip_customers", "VIP customers"
@@ -133,10 +134,7 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
         # Normally the last test has stopped it; after a failure, nothing may outlive the module.
         server.stop(STOP_SECONDS)
         server.kill_leftovers()
-        if (home / "sandbox.sqlite.pid").exists():
-            from ac_pipeline.defs.activecampaign.local_sandbox import stop_local_sandbox
-
-            stop_local_sandbox(home / "sandbox.sqlite")
+        stop_local_sandbox(home / "sandbox.sqlite")
 
 
 def _metadata(entries: list[dict[str, Any]]) -> dict[str, Any]:
