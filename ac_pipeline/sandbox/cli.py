@@ -66,7 +66,46 @@ def add_parser(subparsers: Any) -> None:
         metavar="SECONDS",
         help="seconds from an accepted bulk import to its completion, at speed 1 (default 2)",
     )
+    parser.add_argument(
+        "--stop-with-group",
+        type=int,
+        metavar="PGID",
+        help="stop once no process of this process group is left (how the pipeline ties the built-in sandbox "
+        "to the `dg dev`, `dagster dev` or command that started it)",
+    )
     parser.set_defaults(func=run)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def _stop_with_group(pgid: int, stopping: threading.Event) -> None:
+    """Set `stopping` once the process group has no process left. Polled: Linux tells no one when a group ends."""
+    while not stopping.wait(0.5):
+        if not _group_alive(pgid):
+            logging.getLogger(__name__).info("process group %d has ended: stopping the sandbox", pgid)
+            stopping.set()
+
+
+def _forget_pid_file(state: str | None) -> None:
+    """Remove the pid file the launcher wrote next to the state, if it names this process: a stale one would
+    have `stop_local_sandbox` signal whatever process gets the number next."""
+    if not state:
+        return
+    pid_file = f"{state}.pid"
+    try:
+        with open(pid_file) as file:
+            if file.read().strip() == str(os.getpid()):
+                os.unlink(pid_file)
+    except (OSError, ValueError):
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     server.start()
+    if args.stop_with_group is not None:
+        threading.Thread(target=_stop_with_group, args=(args.stop_with_group, stopping), daemon=True).start()
     try:
         print(
             f"ActiveCampaign sandbox at {server.url} (API under {server.url}/api/3, admin under "
@@ -109,4 +150,5 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         server.stop()
+        _forget_pid_file(args.state)
     return 0

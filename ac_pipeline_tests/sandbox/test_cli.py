@@ -67,3 +67,31 @@ def test_cli_rejects_a_bad_fault_spec_and_speed() -> None:
             [sys.executable, "-m", "ac_pipeline.cli", "sandbox", *bad], capture_output=True, text=True, timeout=30
         )
         assert result.returncode == 2 and "error" in result.stderr
+
+
+def test_the_sandbox_stops_with_the_process_group_it_follows(tmp_path) -> None:
+    """`--stop-with-group`: how the built-in sandbox ends with the `dg dev` whose run started it. It stops, and
+    removes the pid file the launcher wrote for it, once no process of the group is left; not before."""
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    state = tmp_path / "sandbox.sqlite"
+    command = [sys.executable, "-m", "ac_pipeline.cli", "sandbox", "--port", "0", "--state", str(state)]
+    process = subprocess.Popen(
+        [*command, "--stop-with-group", str(owner.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        pid_file = tmp_path / "sandbox.sqlite.pid"
+        pid_file.write_text(str(process.pid))
+        time.sleep(2)  # several of its checks: the group is alive, so it keeps serving
+        assert process.poll() is None
+        owner.kill()
+        owner.wait()
+        assert process.wait(timeout=20) == 0
+        assert not pid_file.exists()
+    finally:
+        for child in (owner, process):
+            if child.poll() is None:
+                child.kill()
+                child.wait()

@@ -3,7 +3,9 @@
 When no ACTIVECAMPAIGN_API_URL is set, syncs go to `ac-pipeline sandbox` on 127.0.0.1 (port 8765 by
 default), whose state lives in AC_PIPELINE_HOME. It runs as one process of its own, shared by every
 run (and every Celery worker), because the rate limit is per account and the account must be one. It is
-started when a sync first needs it and keeps running afterwards (stop it with `kill $(cat PIDFILE)`).
+started when a sync first needs it and keeps running as long as the process group of the run that started
+it: under `dg dev` or `dagster dev`, until the dev server and its children have exited (they share its group);
+from a terminal, until the command ends. Stop it sooner with `kill $(cat PIDFILE)`.
 """
 
 from __future__ import annotations
@@ -82,11 +84,15 @@ def ensure_local_sandbox(state_file: Path, port: int, speed: float, wait_seconds
             repr(speed),
             "--api-key",
             SANDBOX_API_KEY,
+            # Not the step's own lifetime (the sandbox outlives the step, for the next steps and runs), but its
+            # group's: otherwise it outlived `dg dev` too, a stray process holding the port and the state file.
+            "--stop-with-group",
+            str(os.getpgid(0)),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        start_new_session=True,  # outlives the step that started it, and ignores the step's Ctrl-C
+        start_new_session=True,  # outlives the step that started it, and ignores the terminal's Ctrl-C
         env={k: v for k, v in os.environ.items() if k != "ACTIVECAMPAIGN_API_KEY"},
     )
     log.close()
