@@ -24,6 +24,7 @@ from moto.server import ThreadedMotoServer
 from ac_pipeline.definitions import build_definitions
 from ac_pipeline.defs.executor import BROKER_VAR, QUEUE_VAR, celery_config
 from ac_pipeline.defs.object_store import LocalFolder, ObjectStore, open_store
+from ac_pipeline.defs.one_process import one_process_executor
 from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.sandbox.admin_client import SandboxAdminError
 from ac_pipeline.settings import Paths
@@ -91,19 +92,20 @@ def _members_metadata(instance: dg.DagsterInstance, partition: str) -> int:
 
 
 def test_only_a_broker_puts_audience_sync_on_celery(home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No variable, nothing changes (`dagster dev`, the demo); with one, audience_sync alone goes to Celery: the
-    other jobs write the account tables, a file on the machine that runs them."""
+    """No variable, nothing changes (`dagster dev`, the demo: every job's steps in its run's process); with one,
+    audience_sync alone goes to Celery: the other jobs write the account tables, a file on the machine that runs
+    them."""
     jobs = ("audience_sync", "list_reconcile", "activecampaign_account_import")
     default = build_definitions()
-    assert {default.resolve_job_def(job).executor_def.name for job in jobs} == {"multi_or_in_process_executor"}
+    assert {default.resolve_job_def(job).executor_def is one_process_executor for job in jobs} == {True}
 
     monkeypatch.setenv(BROKER_VAR, "amqp://guest:secret@broker.invalid:5672//")
     monkeypatch.setenv(QUEUE_VAR, "staging")
     on_celery = build_definitions()
     assert [on_celery.resolve_job_def(job).executor_def.name for job in jobs] == [
         "ac_pipeline_celery",
-        "multi_or_in_process_executor",
-        "multi_or_in_process_executor",
+        one_process_executor.name,
+        one_process_executor.name,
     ]
     config = celery_config()
     assert config is not None and "secret" not in str(config), "the broker's password is read where the run starts"
