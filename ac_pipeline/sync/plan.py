@@ -115,7 +115,8 @@ def plan(
         by_operation[key] = by_operation.get(key, 0) + 1
     # Resolution: find (or create and grant) the list, read the fields; then per batch one import and
     # at least one status poll; one by one: contact/sync, list status, a request per tag.
-    bulk_requests = 2 * sum(1 for _ in batches(in_bulk, shape)) if in_bulk else 0
+    bulk_frame = todo.filter(~pl.col("op").is_in([EMAIL_CHANGE, "readd"])) if in_bulk else todo.clear()
+    bulk_requests = 2 * sum(1 for _ in batches(bulk_frame, shape))
     per_contact = {"add": 3, "update": 1, "readd": 2, "remove": 2}
     single = sum(per_contact[r["op"]] + (len(shape.tags_of(r)) if r["op"] != "remove" else 0) for r in one_by_one)
     resolution = (1 + (3 if audience.list.create else 0) + (1 if audience.fields.custom else 0)) if rows else 0
