@@ -110,13 +110,16 @@ def test_a_confirmed_frame_gives_the_rows_confirmed_outcomes_give() -> None:
     assert ledger.equals(expected_ledger) and ledger.schema == expected_ledger.schema
 
 
-def test_the_recorder_commits_frames_and_outcomes_together(tmp_path: Path) -> None:
+def test_the_recorder_commits_frames_and_outcomes_together_and_with_the_journal(tmp_path: Path) -> None:
     state = SyncState(tmp_path / "state.duckdb")
     result = PushResult(pending={}, already_confirmed=0)
     with Recorder(state, "vip", "run-1", result) as recorder:
         recorder.record_confirmed(CHANGES.slice(0, 2), "batch-1")
+        recorder.journal([{"email": "d@example.com", "op": "add"}])  # takes the outcomes so far along
+        assert state.snapshot("vip").height == 2 and state.journal("vip")["email"].to_list() == ["d@example.com"]
         recorder.record([Outcome(CHANGES.row(2, named=True), "opted_out", reason="they unsubscribed")])
         recorder.save()  # hands over now, or at the next commit: either way the exit commits everything
+    assert state.journal("vip")["email"].to_list() == ["d@example.com"]  # its outcome was never recorded
     assert result.outcomes == {"confirmed": 2, "opted_out": 1, "rejected": 0, "failed": 0}
     held = state.snapshot("vip").sort("email")
     assert held.select("email", "status", "contact_id", "customer_id").rows() == [
