@@ -133,16 +133,19 @@ class Recorder:
 
     One thread of its own does every write to the state file, all outcomes that arrived since its last
     commit in one transaction. A write opens the DuckDB file and costs a tenth of a second of CPU once the
-    file holds 100,000 contacts, so writes are few (committing whenever the last commit was done kept that
-    thread busy for the whole push, taking the CPU the sends need). An intent-journal write, which cannot
-    wait, takes every outcome recorded so far with it in its transaction; a commit of its own is made once
-    the oldest outcome waiting is `commit_every` seconds old, and not before `IDLE_PER_BUSY` times the last
-    write's duration has passed since it ended. At full speed the journal writes carry every outcome. The
-    file sees one writer at a time. A crash loses at most the outcomes not yet committed; their journal rows
-    survive, and the next attempt asks ActiveCampaign about them.
+    file holds 100,000 contacts, so writes are made only as often as needed (committing whenever the last
+    commit was done kept that thread busy for the whole push, taking the CPU the sends need). An
+    intent-journal write, which cannot wait, takes every outcome recorded so far with it in its transaction.
+    A commit of its own is made once `COMMIT_ROWS` outcomes wait, or once the oldest outcome waiting is
+    `commit_every` seconds old and `IDLE_PER_BUSY` times the last write's duration has passed since it
+    ended. The file sees one writer at a time. A crash loses at most the outcomes not yet committed: their
+    journal rows survive, and the next attempt sends them again (adds and updates) or asks ActiveCampaign
+    (removals). `COMMIT_ROWS` keeps that to a few batches, so that a crash resends little more than the
+    batches in flight.
     """
 
     IDLE_PER_BUSY = 4.0
+    COMMIT_ROWS = 2_500  # ten bulk imports: half of what a push keeps in flight
 
     def __init__(self, state: SyncState, audience: str, run_id: str, result: PushResult, *, commit_every: float = 3.0):
         self.state, self.audience, self.run_id, self.result = state, audience, run_id, result
@@ -152,6 +155,7 @@ class Recorder:
         self._unsaved_frames: list[tuple[pl.DataFrame, str | None]] = []  # confirmed batches (record_confirmed)
         self._unsaved_lock = threading.Lock()
         self._oldest_unsaved = math.inf  # when the oldest of them was recorded (time.monotonic)
+        self._unsaved_rows = 0
         self._saving: Future[None] | None = None
         self._next_commit_at = -math.inf  # time.monotonic() from which the next commit may start
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state")
@@ -172,6 +176,7 @@ class Recorder:
                 self.result.outcomes[outcome.status] += 1
         with self._unsaved_lock:
             self._unsaved.extend(outcomes)
+            self._unsaved_rows += len(outcomes)
             self._oldest_unsaved = min(self._oldest_unsaved, time.monotonic())
 
     def record_confirmed(self, rows: pl.DataFrame, batch: str | None) -> None:
@@ -181,6 +186,7 @@ class Recorder:
         if rows.height:
             with self._unsaved_lock:
                 self._unsaved_frames.append((rows, batch))
+                self._unsaved_rows += rows.height
                 self._oldest_unsaved = min(self._oldest_unsaved, time.monotonic())
 
     def save(self, wait_for_it: bool = False) -> None:
@@ -190,7 +196,11 @@ class Recorder:
             saving, self._saving = self._saving, None
             saving.result()  # a failed commit stops the push here
         now = time.monotonic()
-        due = wait_for_it or (now >= self._next_commit_at and now - self._oldest_unsaved >= self.commit_every)
+        due = (
+            wait_for_it
+            or self._unsaved_rows >= self.COMMIT_ROWS
+            or (now >= self._next_commit_at and now - self._oldest_unsaved >= self.commit_every)
+        )
         if self._saving is None and due:
             outcomes, frames = self._take_unsaved()
             if outcomes or frames:
@@ -219,7 +229,7 @@ class Recorder:
         with self._unsaved_lock:
             taken = self._unsaved, self._unsaved_frames
             self._unsaved, self._unsaved_frames = [], []
-            self._oldest_unsaved = math.inf
+            self._oldest_unsaved, self._unsaved_rows = math.inf, 0
         return taken
 
     def _write(
