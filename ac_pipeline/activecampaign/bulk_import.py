@@ -7,6 +7,7 @@ are these functions on the client's transport.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,15 @@ from ac_pipeline.activecampaign.errors import ActiveCampaignError, api_message
 from ac_pipeline.activecampaign.ratelimit import BulkKind
 from ac_pipeline.activecampaign.transport import Transport, encode_json
 
-__all__ = ["MAX_BULK_BODY_BYTES", "MAX_BULK_CONTACTS", "ImportInfo", "import_info", "submit", "wait_for_import"]
+__all__ = [
+    "MAX_BULK_BODY_BYTES",
+    "MAX_BULK_CONTACTS",
+    "ImportInfo",
+    "import_info",
+    "submit",
+    "submit_json",
+    "wait_for_import",
+]
 
 MAX_BULK_CONTACTS = 250
 MAX_BULK_BODY_BYTES = 400_000
@@ -53,8 +62,22 @@ def submit(transport: Transport, contacts: list[dict[str, Any]], *, exclude_auto
     Raises ValueError before sending anything if the batch is empty or too big, and BulkImportRejected when
     ActiveCampaign refuses the whole batch; its `failures` index into `contacts`.
     """
-    body = _checked_body(contacts, exclude_automations)
-    kind: BulkKind = "single" if len(contacts) == 1 else "multi"
+    _check_count(len(contacts))
+    body = _checked_size(encode_json({"contacts": contacts, "exclude_automations": exclude_automations}))
+    return _send(transport, body, len(contacts))
+
+
+def submit_json(transport: Transport, contacts: Sequence[str], *, exclude_automations: bool) -> str:
+    """`submit` for contacts already encoded, each a JSON object in the bulk-import shape (the push builds
+    them with Polars, a whole batch at a time). The body is the one `submit` sends for the same contacts."""
+    _check_count(len(contacts))
+    flag = "true" if exclude_automations else "false"
+    body = _checked_size(f'{{"contacts":[{",".join(contacts)}],"exclude_automations":{flag}}}'.encode())
+    return _send(transport, body, len(contacts))
+
+
+def _send(transport: Transport, body: bytes, count: int) -> str:
+    kind: BulkKind = "single" if count == 1 else "multi"
     response = transport.send("POST", _PATH, body=body, bulk=kind)
     answer = transport.parse_body(response, "POST", _PATH)
     batch_id = answer.get("batchId")
@@ -97,16 +120,19 @@ def wait_for_import(transport: Transport, batch_id: str, *, poll_interval: float
         transport.sleep(poll_interval)
 
 
-def _checked_body(contacts: list[dict[str, Any]], exclude_automations: bool) -> bytes:
-    """The request body, or ValueError if ActiveCampaign would refuse it for its size."""
-    if not contacts:
+def _check_count(count: int) -> None:
+    """ValueError unless ActiveCampaign takes this many contacts in one request."""
+    if not count:
         raise ValueError("bulk_import needs at least one contact")
-    if len(contacts) > MAX_BULK_CONTACTS:
+    if count > MAX_BULK_CONTACTS:
         raise ValueError(
-            f"bulk_import takes at most {MAX_BULK_CONTACTS} contacts per request, got {len(contacts)}:"
+            f"bulk_import takes at most {MAX_BULK_CONTACTS} contacts per request, got {count}:"
             " split them into several batches"
         )
-    body = encode_json({"contacts": contacts, "exclude_automations": exclude_automations})
+
+
+def _checked_size(body: bytes) -> bytes:
+    """The request body, or ValueError if ActiveCampaign would refuse it for its size."""
     if len(body) >= MAX_BULK_BODY_BYTES:
         raise ValueError(
             f"bulk_import body would be {len(body):,} bytes, ActiveCampaign accepts under"

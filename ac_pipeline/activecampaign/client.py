@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -379,6 +379,10 @@ class ActiveCampaignClient:
         ActiveCampaign refuses the whole batch; its `failures` index into `contacts`.
         """
         return bulk.submit(self._transport, contacts, exclude_automations=exclude_automations)
+
+    def bulk_import_json(self, contacts: Sequence[str], *, exclude_automations: bool = True) -> str:
+        """`bulk_import` for contacts already encoded, each the JSON text of one bulk-import contact."""
+        return bulk.submit_json(self._transport, contacts, exclude_automations=exclude_automations)
 
     def import_info(self, batch_id: str) -> ImportInfo:
         """Where a bulk-import batch stands; poll until `done` or `failed` (or use `wait_for_import`)."""

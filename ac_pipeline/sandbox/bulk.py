@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from ac_pipeline.sandbox.emails import is_valid, normalize
+from ac_pipeline.sandbox.json_text import loads
 from ac_pipeline.sandbox.lengths import BULK_LIMITS, FIELD_VALUE_LIMIT, too_long
 from ac_pipeline.sandbox.provenance import IMPORT_UNSUBSCRIBE, MEMBERSHIP_UPSERT, membership_params
 from ac_pipeline.sandbox.store import Store, now_iso
@@ -118,6 +119,9 @@ class ImportQueue:
         self.store = store
         self.delay = delay
         self._due: list[tuple[float, str]] = []
+        # The parsed contacts of batches accepted since start, so that applying one does not parse its stored
+        # body again; a batch resumed after a restart is parsed from the store.
+        self._parsed: dict[str, list[dict[str, Any]]] = {}
         self._wakeup = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -144,17 +148,22 @@ class ImportQueue:
     def clear(self) -> None:
         with self._wakeup:
             self._due.clear()
+            self._parsed.clear()
         self.stats = ImportStats()
 
-    def submit(self, raw_body: bytes, contacts: int) -> str:
+    def submit(self, raw_body: bytes, count: int, contacts: list[dict[str, Any]] | None = None) -> str:
+        """Store an accepted batch of `count` contacts and queue it; `contacts` is the body's parsed
+        `contacts`, if the caller has it (never changed afterwards)."""
         batch_id = str(uuid.uuid4())
         submitted = time.time()
         due = submitted + self.delay
         self.store.execute(
             "INSERT INTO batches (id, submitted, due, contacts, payload) VALUES (?, ?, ?, ?, ?)",
-            (batch_id, submitted, due, contacts, raw_body),
+            (batch_id, submitted, due, count, raw_body),
         )
         with self._wakeup:
+            if contacts is not None:
+                self._parsed[batch_id] = contacts
             heapq.heappush(self._due, (due, batch_id))
             self._wakeup.notify()
         return batch_id
@@ -165,7 +174,7 @@ class ImportQueue:
         if row is None:
             return None
         if row["applied"]:
-            result = json.loads(row["result"])
+            result = loads(row["result"])
             return {"status": "completed", **result}
         status = batch_phase(time.time() - row["submitted"], row["due"] - row["submitted"])
         return {"status": status, "success": [], "failure": [], "reasons": {}}
@@ -201,11 +210,13 @@ class ImportQueue:
 
     def apply(self, batch_id: str) -> None:
         started = time.perf_counter()
+        with self._wakeup:
+            parsed = self._parsed.pop(batch_id, None)
         with self.store.transaction() as conn:
             row = conn.execute("SELECT payload FROM batches WHERE id = ? AND applied = 0", (batch_id,)).fetchone()
             if row is None:  # gone after a reset
                 return
-            contacts = json.loads(row["payload"])["contacts"]
+            contacts = parsed if parsed is not None else loads(row["payload"])["contacts"]
             result = _apply_contacts(conn, contacts, now_iso())
             conn.execute(
                 "UPDATE batches SET applied = 1, payload = NULL, result = ? WHERE id = ?",
@@ -257,14 +268,16 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
         contact_id = contact_ids.get(email)
         subscribe = _list_ids(contact, "subscribe")
         opted_out = [list_id for list_id in subscribe if (contact_id, list_id) in unsubscribed]
-        reason = _failure_reason(contact, email, email in excluded, opted_out) or (
+        # Each value as text once, for the length checks and the writes (validation made sure they are text).
+        values = {column: _text(contact[key]) for key, column in TEXT_FIELDS.items() if contact.get(key) is not None}
+        fields = [(item["id"], _text(item["value"])) for item in contact.get("fields", [])]
+        reason = _failure_reason(email, values, fields, email in excluded, opted_out) or (
             "address is on the bounce list (it bounced hard)" if email in bounced else None
         )
         if reason is not None:
             failure.append(contact["email"])
             reasons[contact["email"]] = reason
             continue
-        values = {column: text_of(contact[key]) for key, column in TEXT_FIELDS.items() if contact.get(key) is not None}
         if contact_id is None:
             cursor = conn.execute(
                 "INSERT INTO contacts (email, first_name, last_name, phone, cdate, udate) VALUES (?, ?, ?, ?, ?, ?)",
@@ -284,9 +297,7 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
         memberships += [membership_params(contact_id, list_id, 2, IMPORT_UNSUBSCRIBE, now) for list_id in unsubscribe]
         unsubscribed.update((contact_id, list_id) for list_id in unsubscribe)  # later rows of the batch see it
         tag_links += [(contact_id, _tag_id(conn, name.strip(), now, tag_ids), now) for name in contact.get("tags", [])]
-        field_values += [
-            (contact_id, id_of(item["id"]), text_of(item["value"]), now, now) for item in contact.get("fields", [])
-        ]
+        field_values += [(contact_id, id_of(field_id), value, now, now) for field_id, value in fields]
     conn.executemany(MEMBERSHIP_UPSERT, memberships)
     conn.executemany(TAG_LINK, tag_links)
     conn.executemany(FIELD_VALUE_UPSERT, field_values)
@@ -298,9 +309,17 @@ def _list_ids(contact: dict[str, Any], key: str) -> list[int]:
     return [int(item["listid"]) for item in contact.get(key, [])]
 
 
-def _failure_reason(contact: dict[str, Any], email: str, excluded: bool, opted_out: list[int]) -> str | None:
-    """Why a contact of an accepted batch is not applied at all, or None if it is."""
-    too_long_value = _too_long_value(contact, email)
+def _text(value: Any) -> str:
+    """`text_of` a validated value (a string, or a number sent for text), with strings on the fast path."""
+    return value if type(value) is str else text_of(value) or ""
+
+
+def _failure_reason(
+    email: str, values: dict[str, str], fields: list[tuple[Any, str]], excluded: bool, opted_out: list[int]
+) -> str | None:
+    """Why a contact of an accepted batch is not applied at all, or None if it is. `values` are its text
+    fields, `fields` its custom field (id as sent, value) pairs."""
+    too_long_value = _too_long_value(email, values, fields)
     if too_long_value:
         return too_long_value
     if not is_valid(email):
@@ -312,15 +331,14 @@ def _failure_reason(contact: dict[str, Any], email: str, excluded: bool, opted_o
     return None
 
 
-def _too_long_value(contact: dict[str, Any], email: str) -> str | None:
+def _too_long_value(email: str, values: dict[str, str], fields: list[tuple[Any, str]]) -> str | None:
     """The first value of a validated contact that is longer than ActiveCampaign keeps, said, or None."""
-    values = {"email": email, **{key: text_of(contact[key]) for key in TEXT_FIELDS if contact.get(key) is not None}}
-    for key, value in values.items():
-        problem = too_long(key, value or "", BULK_LIMITS[key])
+    for key, value in {"email": email, **values}.items():
+        problem = too_long(key, value, BULK_LIMITS[key])
         if problem:
             return problem
-    for item in contact.get("fields", []):
-        problem = too_long(f"fields (custom field {item['id']}) value", text_of(item["value"]) or "", FIELD_VALUE_LIMIT)
+    for field_id, value in fields:
+        problem = too_long(f"fields (custom field {field_id}) value", value, FIELD_VALUE_LIMIT)
         if problem:
             return problem
     return None

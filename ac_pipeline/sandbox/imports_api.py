@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ac_pipeline.sandbox.bulk import MAX_BODY_BYTES, VALIDATION_MESSAGE, Failure, body_too_big, validation_failures
+from ac_pipeline.sandbox.json_text import PARSED_BODY, loads
 from ac_pipeline.sandbox.query import api_route
 from ac_pipeline.sandbox.responses import answer, state_of
 
@@ -31,10 +32,13 @@ async def bulk_import(request: Request) -> JSONResponse:
     raw = await request.body()
     if len(raw) >= MAX_BODY_BYTES:
         return rejected(VALIDATION_MESSAGE, body_too_big(len(raw)))
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return rejected(VALIDATION_MESSAGE, [f"The body is not valid JSON ({exc})."])
+    if PARSED_BODY in request.scope:  # the request checks parsed it already
+        payload = request.scope[PARSED_BODY]
+    else:
+        try:
+            payload = loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return rejected(VALIDATION_MESSAGE, [f"The body is not valid JSON ({exc})."])
     list_ids = {row[0] for row in state.store.all("SELECT id FROM lists")}
     field_ids = {row[0] for row in state.store.all("SELECT id FROM fields")}
     failures = validation_failures(payload, list_ids, field_ids)
@@ -48,7 +52,7 @@ async def bulk_import(request: Request) -> JSONResponse:
     )
     if not window.acquire().accepted:
         return rejected("Rate limit exceeded.", [reason])
-    batch_id = state.imports.submit(raw, count)
+    batch_id = state.imports.submit(raw, count, contacts=payload["contacts"])
     return answer({"Success": 1, "queued_contacts": count, "batchId": batch_id, "message": "Contact import queued"})
 
 

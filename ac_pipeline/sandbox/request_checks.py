@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ac_pipeline.sandbox.bulk import EMAIL_FORMAT, VALIDATION_MESSAGE, body_too_big
 from ac_pipeline.sandbox.gate import API_PREFIX, send_json
+from ac_pipeline.sandbox.json_text import PARSED_BODY, loads
 
 SPEC_PATH = Path(__file__).with_name("openapi-v3-subset.json")
 # Every endpoint's body cap. Bulk import documents it: "under 400,000 bytes". No other endpoint documents one;
@@ -341,10 +342,16 @@ class RequestChecks:
                 break
         body = b"".join(chunks)
         if operation is not None:
-            refusal = check_body(operation, body)
-            if refusal is not None:
-                await send_json(send, *refusal)
-                return
+            try:
+                payload = loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pass  # the endpoint's own 400
+            else:
+                refusal = check_payload(operation, payload)
+                if refusal is not None:
+                    await send_json(send, *refusal)
+                    return
+                scope = {**scope, PARSED_BODY: payload}  # parsed once: the endpoint takes it from here
         await self.app(scope, _replay(body, receive), send)
 
     async def too_big(self, send: Send, size: int, bulk: bool) -> None:
@@ -357,12 +364,9 @@ class RequestChecks:
             await send_json(send, 413, {"message": message})
 
 
-def check_body(operation: Operation, body: bytes) -> tuple[int, dict[str, Any]] | None:
-    """The answer refusing `body` for `operation`, or None when it passes (or is the endpoint's to refuse)."""
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None  # the endpoint's own 400
+def check_payload(operation: Operation, payload: Any) -> tuple[int, dict[str, Any]] | None:
+    """The answer refusing a parsed body for `operation`, or None when it passes (or is the endpoint's to
+    refuse: a body that is not JSON, not an object, or without its wrapper object)."""
     if type(payload) is not dict:
         return None
     if operation.wrapper is None:

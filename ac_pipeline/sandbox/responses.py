@@ -9,6 +9,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ac_pipeline.sandbox.json_text import PARSED_BODY, loads
 from ac_pipeline.sandbox.lengths import TOO_LONG_CODE
 from ac_pipeline.sandbox.values import id_of
 
@@ -50,9 +51,11 @@ def bad_request(message: str) -> ApiError:
 
 
 async def json_body(request: Request) -> Any:
+    if PARSED_BODY in request.scope:  # the request checks parsed it already
+        return request.scope[PARSED_BODY]
     raw = await request.body()
     try:
-        return json.loads(raw)
+        return loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad_request(f"The request body is not valid JSON ({exc}); send a JSON object.") from exc
 

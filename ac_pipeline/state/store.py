@@ -54,6 +54,19 @@ def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType], what: str) ->
     )
 
 
+def _journal(session: Session, audience: str, run_id: str, rows: pl.DataFrame) -> None:
+    """Write intent-journal rows (JOURNAL_COLUMNS), inside the caller's transaction."""
+    if rows.is_empty():
+        return
+    session.stage("intended_rows", rows)
+    session.execute(
+        """INSERT INTO journal SELECT $audience, email, op, $run_id, $now FROM intended_rows
+           ON CONFLICT (audience, email) DO UPDATE SET
+               op = excluded.op, run_id = excluded.run_id, intended_at = excluded.intended_at""",
+        {"audience": audience, "run_id": run_id, "now": _now()},
+    )
+
+
 def upsert_snapshot(session: Session, audience: str, run_id: str, rows: pl.DataFrame, now: datetime) -> None:
     """Write snapshot rows (SNAPSHOT_COLUMNS), inside the caller's transaction, as table `snapshot_rows`.
 
@@ -143,7 +156,12 @@ class SyncState:
         return counts
 
     def commit_confirmed(
-        self, audience: str, run_id: str, confirmed: pl.DataFrame, ledger: pl.DataFrame | None = None
+        self,
+        audience: str,
+        run_id: str,
+        confirmed: pl.DataFrame,
+        ledger: pl.DataFrame | None = None,
+        intents: pl.DataFrame | None = None,
     ) -> int:
         """Record what ActiveCampaign confirmed, in one transaction: the only way a push moves the snapshot
         (reconciliation's corrections, from what the list holds, go through state.readback).
@@ -151,7 +169,9 @@ class SyncState:
         `confirmed` has one row per contact: email, status (member/removed/opted_out/rejected), and
         fields_hash, contact_id, reason, removed_at where known. Their intent-journal rows are cleared. A contact
         id already known is kept when the new row has none. `ledger` rows (email, op, batch, status, reason) are
-        appended in the same transaction. Returns the number of snapshot rows written.
+        appended in the same transaction, and `intents` (email, op) journaled after the clearing, as
+        `journal_intents` would: one transaction where a push has both to write costs one opening of the file.
+        Returns the number of snapshot rows written.
         """
         confirmed = _conform(confirmed, SNAPSHOT_COLUMNS, "confirmed rows")
         if confirmed.get_column("email").is_duplicated().any():
@@ -173,6 +193,8 @@ class SyncState:
                 )
             if ledger_rows is not None:
                 append_ledger(session, audience, run_id, ledger_rows, now)
+            if intents is not None:
+                _journal(session, audience, run_id, _conform(intents, JOURNAL_COLUMNS, "journal rows"))
         return confirmed.height
 
     # --- the ledger and runs ------------------------------------------------------------------
@@ -227,13 +249,7 @@ class SyncState:
         if rows.is_empty():
             return
         with self.connect() as session, session.transaction():
-            session.stage("intended_rows", rows)
-            session.execute(
-                """INSERT INTO journal SELECT $audience, email, op, $run_id, $now FROM intended_rows
-                   ON CONFLICT (audience, email) DO UPDATE SET
-                       op = excluded.op, run_id = excluded.run_id, intended_at = excluded.intended_at""",
-                {"audience": audience, "run_id": run_id, "now": _now()},
-            )
+            _journal(session, audience, run_id, rows)
 
     def clear_journal_before(self, audience: str, before: datetime) -> int:
         """Drop intents written before `before`: an earlier attempt's, once a push has examined them all."""

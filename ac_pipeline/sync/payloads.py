@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,15 +48,20 @@ class ContactShape:
 
 @dataclass
 class Batch:
-    """Up to 250 contacts sent in one bulk-import request, with the change rows they came from."""
+    """Up to 250 contacts sent in one bulk-import request: the change rows they came from, and each
+    contact as the JSON text that goes into the request (`contacts_json`), in the same order."""
 
-    contacts: list[dict[str, Any]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: pl.DataFrame
+    contacts: list[str]
     batch_id: str | None = None
     attempts: int = 0
     submitted_at: float = 0.0
     next_poll_at: float = 0.0
     polls: int = 0
+
+    def subset(self, indexes: list[int]) -> Batch:
+        """A new batch of these contacts only (indexes into this one, in order)."""
+        return Batch(rows=self.rows[indexes], contacts=[self.contacts[i] for i in indexes])
 
 
 def _text(value: Any) -> str:
@@ -147,44 +152,113 @@ def refusal(row: dict[str, Any], shape: ContactShape) -> str | None:
     return None
 
 
+def contacts_json(frame: pl.DataFrame, shape: ContactShape) -> pl.Series:
+    """Each change row's bulk-import contact as JSON text: the text the client's encoding gives for
+    `bulk_contact(row, shape)` (compact, UTF-8, keys in the same order), built by Polars for the whole frame.
+
+    A contact is a few hundred bytes, and a sync sends up to a whole audience: a dict per contact, then
+    Python's encoder, cost more CPU than everything else the client does. Rows with the same keys (a removal,
+    or an add/update with the same mapped fields left out) are encoded together as one struct; usually that
+    is two groups. Mapped values are text (the audience's SQL casts them to VARCHAR): a null is sent as ''
+    (clear the value) unless its column is in `shape.leave_alone` (then the key is left out).
+    """
+    columns = set(frame.columns)
+    custom = [(field_column(title), _field_id(fid)) for title, fid in shape.field_ids.items()]
+    if len({type(fid) for _, fid in custom}) > 1:
+        # Numeric ids beside a dry run's placeholders: a list of structs takes one type, so encode row by row.
+        return pl.Series("json", [_encode(bulk_contact(row, shape)) for row in frame.iter_rows(named=True)], pl.String)
+
+    def text(name: str) -> pl.Expr:
+        value = pl.col(name).cast(pl.String) if name in columns else pl.lit(None, dtype=pl.String)
+        return value.fill_null("")
+
+    optional = [name for name in (*shape.standard_fields, *(c for c, _ in custom)) if name in shape.leave_alone]
+    group_tags = {group: tag for group, tag in shape.group_tags.items() if tag}
+    group_tag = (
+        pl.col("group").cast(pl.String).replace_strict(group_tags, default=None, return_dtype=pl.String)
+        if group_tags and "group" in columns
+        else pl.lit(None, dtype=pl.String)
+    )
+    # What decides a contact's keys: removal or not, a group tag or not, which optional values are there.
+    flags = {"_remove": pl.col("op") == "remove", "_group_tag": group_tag.is_not_null()}
+    flags |= {
+        f"_sent_{i}": pl.col(name).is_not_null() if name in columns else pl.lit(False)
+        for i, name in enumerate(optional)
+    }
+    keyed = frame.with_row_index("_row").with_columns(**flags)
+    encoded = []
+    for pattern in keyed.select(list(flags)).unique().iter_rows(named=True):
+        sent = {name for i, name in enumerate(optional) if pattern[f"_sent_{i}"]}
+        rows = keyed.filter(pl.all_horizontal([pl.col(flag) == value for flag, value in pattern.items()]))
+        if pattern["_remove"]:
+            contact = pl.struct(email=pl.col("email"), unsubscribe=pl.lit([{"listid": shape.list_id}]))
+        else:
+            keys: dict[str, pl.Expr] = {"email": pl.col("email")}
+            keys |= {
+                name: text(name) for name in shape.standard_fields if name not in shape.leave_alone or name in sent
+            }
+            fields = [
+                pl.struct(id=pl.lit(fid), value=text(column))
+                for column, fid in custom
+                if column not in shape.leave_alone or column in sent
+            ]
+            if fields:
+                keys["fields"] = pl.concat_list(fields)
+            tags = [pl.lit(tag, dtype=pl.String) for tag in shape.tags] + ([group_tag] if pattern["_group_tag"] else [])
+            if tags:
+                keys["tags"] = pl.concat_list(tags)
+            keys["subscribe"] = pl.lit([{"listid": shape.list_id}])
+            contact = pl.struct([expr.alias(name) for name, expr in keys.items()])
+        encoded.append(rows.select("_row", json=contact.struct.json_encode()))
+    if not encoded:
+        return pl.Series("json", [], pl.String)
+    return pl.concat(encoded).sort("_row").get_column("json")
+
+
+def _encode(contact: Any) -> str:
+    return json.dumps(contact, ensure_ascii=False, separators=(",", ":"))
+
+
 def _body_size(contacts: list[dict[str, Any]]) -> int:
     # The client's own encoding (compact, UTF-8), plus the envelope around the contacts.
-    return len(json.dumps(contacts, ensure_ascii=False, separators=(",", ":")).encode()) + _ENVELOPE_BYTES
+    return len(_encode(contacts).encode()) + _ENVELOPE_BYTES
+
+
+# Change rows encoded at a time: enough for Polars to pay off, few enough to keep memory flat for any audience.
+_ENCODE_ROWS = 5_000
 
 
 def batches(
-    rows: Iterable[dict[str, Any]],
+    rows: pl.DataFrame,
     shape: ContactShape,
     max_contacts: int = MAX_BULK_CONTACTS,
     max_bytes: int = MAX_BULK_BODY_BYTES,
 ) -> Iterator[Batch]:
-    """Group change rows into batches of at most `max_contacts` contacts and under `max_bytes`.
+    """Group change rows, in order, into batches of at most `max_contacts` contacts and under `max_bytes`.
 
-    Contacts are a few hundred bytes, so a full batch is far under the byte limit: each batch is
-    measured once as a whole, and only one that is too big is split.
+    Each contact is encoded once (`contacts_json`), and its size is the length of that text, so a batch
+    is measured without encoding it again: a contact joins the batch unless the batch is full or the
+    contact would take it to the byte limit.
     """
-    pending: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for row in rows:
-        pending.append((row, bulk_contact(row, shape)))
-        if len(pending) == max_contacts:
-            yield from _within_bytes(pending, max_bytes)
-            pending = []
-    if pending:
-        yield from _within_bytes(pending, max_bytes)
-
-
-def _within_bytes(pairs: list[tuple[dict[str, Any], dict[str, Any]]], max_bytes: int) -> Iterator[Batch]:
-    contacts = [contact for _, contact in pairs]
-    size = _body_size(contacts)
-    if size < max_bytes:
-        yield Batch(contacts=contacts, rows=[row for row, _ in pairs])
-    elif len(pairs) == 1:
-        # `refusal` set such a contact aside before batching: reaching here is a bug, and it must be loud.
-        raise ValueError(f"the contact {pairs[0][0]['email']} alone is {size:,} bytes, over bulk import's limit")
-    else:
-        half = len(pairs) // 2
-        yield from _within_bytes(pairs[:half], max_bytes)
-        yield from _within_bytes(pairs[half:], max_bytes)
+    for start in range(0, rows.height, _ENCODE_ROWS):
+        chunk = rows.slice(start, _ENCODE_ROWS)
+        texts = contacts_json(chunk, shape)
+        sizes = texts.str.len_bytes().to_list()
+        contacts = texts.to_list()
+        first, size = 0, _ENVELOPE_BYTES
+        for index, contact_size in enumerate(sizes):
+            if contact_size + _ENVELOPE_BYTES >= max_bytes:
+                # `refusal` set such a contact aside before batching: reaching here is a bug, and it must be loud.
+                raise ValueError(
+                    f"the contact {chunk['email'][index]} alone is {contact_size + _ENVELOPE_BYTES:,} bytes, "
+                    "over bulk import's limit"
+                )
+            if index - first == max_contacts or size + contact_size + 1 >= max_bytes:
+                yield Batch(rows=chunk.slice(first, index - first), contacts=contacts[first:index])
+                first, size = index, _ENVELOPE_BYTES
+            size += contact_size + 1  # and its comma
+        if first < len(contacts):
+            yield Batch(rows=chunk.slice(first, len(contacts) - first), contacts=contacts[first:])
 
 
 def sync_fields(row: dict[str, Any], shape: ContactShape) -> dict[str, Any]:

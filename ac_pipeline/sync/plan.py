@@ -118,7 +118,12 @@ def plan(
         by_operation[key] = by_operation.get(key, 0) + 1
     # Resolution: find (or create and grant) the list, read the fields; then per batch one import and
     # at least one status poll; one by one: contact/sync, list status, a request per tag.
-    bulk_requests = 2 * sum(1 for _ in batches(in_bulk, shape)) if in_bulk else 0
+    bulk_frame = (
+        todo.clear()
+        if small
+        else todo.filter((pl.col("op") != EMAIL_CHANGE) & ((pl.col("op") != "readd") | pl.lit(not readds_alone)))
+    )
+    bulk_requests = 2 * sum(1 for _ in batches(bulk_frame, shape))
     # Re-adds in bulk (sync.readds): their records, 25 a request, and at most a status-1 POST each.
     readds_in_bulk = sum(1 for r in in_bulk if r["op"] == "readd")
     bulk_requests += -(-readds_in_bulk // CHECK_CHUNK) + readds_in_bulk

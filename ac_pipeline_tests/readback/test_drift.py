@@ -201,17 +201,17 @@ def test_an_unsubscribe_between_our_check_and_our_own_unsubscribe_ends_opted_out
     leaving = set(victims(world, seed=3, n=12))  # enough to go through bulk import
     quick = sorted(leaving)[:2]
     world.leave(leaving)
-    original = ActiveCampaignClient.bulk_import
+    original = ActiveCampaignClient.bulk_import_json  # how the push sends a batch (contacts encoded by Polars)
     done: list[bool] = []
 
-    def bulk_import(self: ActiveCampaignClient, contacts: list[dict[str, Any]], **kwargs: Any) -> str:
+    def bulk_import(self: ActiveCampaignClient, contacts: list[str], **kwargs: Any) -> str:
         if not done:  # the people act after the push's check of the list and before its batch lands
             done.append(True)
             opt_out(world, quick)
         return original(self, contacts, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ActiveCampaignClient, "bulk_import", bulk_import)
+        patch.setattr(ActiveCampaignClient, "bulk_import_json", bulk_import)
         world.sync()
     read = reconcile(world)
     assert read["drift_opted_out"] == len(quick), read

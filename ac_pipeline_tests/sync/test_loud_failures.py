@@ -145,8 +145,8 @@ def _inject(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
         wrap(SyncState, "commit_confirmed", 1)
     elif point == "poll":
         wrap(ActiveCampaignClient, "import_info", 1)
-    elif point == "submit":
-        wrap(ActiveCampaignClient, "bulk_import", 1)
+    elif point == "submit":  # the push sends contacts Polars encoded (bulk_import_json), not dicts
+        wrap(ActiveCampaignClient, "bulk_import_json", 1)
 
 
 @pytest.fixture
