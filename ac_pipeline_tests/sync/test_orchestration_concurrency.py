@@ -50,6 +50,17 @@ with dg.DagsterInstance.get() as instance:
 """
 
 
+def _audience_and_changes(defs: dg.Definitions, key: str) -> None:
+    """The audience and its changes first (in process: they are files), so that a run of the push alone follows."""
+    result = defs.resolve_job_def(JOB).execute_in_process(
+        partition_key=key,
+        run_config=QUIET,
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey("audience_members"), dg.AssetKey("audience_changes")],
+    )
+    assert result.success
+
+
 def _wait_for_claimed_slot(instance: dg.DagsterInstance, seconds: float = 120.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -67,19 +78,9 @@ def test_a_push_waits_for_the_pool_while_another_audience_is_pushed(
         point_at(monkeypatch, sandbox)
         dagster_home = instance_dir(tmp_path / "dagster_home", pool_limit=1)
         first_key, second_key = "newsletter_canada", "welcome_series"
-        # The audiences and their changes first (in process: they are files), so that each run is its push.
         defs = build_definitions()
         for key in (first_key, second_key):
-            assert (
-                defs.resolve_job_def(JOB)
-                .execute_in_process(
-                    partition_key=key,
-                    run_config=QUIET,
-                    instance=dg.DagsterInstance.ephemeral(),
-                    asset_selection=[dg.AssetKey("audience_members"), dg.AssetKey("audience_changes")],
-                )
-                .success
-            )
+            _audience_and_changes(defs, key)
 
         # Opening the instance here creates its storage: two processes creating a fresh SQLite home at
         # once race on its migrations (alembic "more than one head").
@@ -157,16 +158,7 @@ def test_a_run_waiting_for_the_pool_sleeps_and_then_takes_the_slot(
     """The runs of a backfill wait for the pool while one audience is pushed; they must leave the CPU to it.
     (Dagster's own in-process executor never sleeps in that wait: ac_pipeline/defs/one_process.py.)"""
     key = "welcome_series"
-    assert (
-        pipeline.defs.resolve_job_def(JOB)
-        .execute_in_process(
-            partition_key=key,
-            run_config=QUIET,
-            instance=dg.DagsterInstance.ephemeral(),
-            asset_selection=[dg.AssetKey("audience_members"), dg.AssetKey("audience_changes")],
-        )
-        .success
-    )
+    _audience_and_changes(pipeline.defs, key)
     dagster_home = instance_dir(tmp_path / "dagster_home", pool_limit=1)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         storage = instance.event_log_storage
