@@ -39,22 +39,22 @@ from ac_pipeline_tests.fixtures.sandbox import SANDBOX_API_KEY
 DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 POOL, PUSH = "activecampaign", "activecampaign_sync"
 BUCKET = "ac-pipeline"
-# Two audiences of about 3,000 contacts each over the sample customer 360: a push takes a few seconds at sandbox
-# speed SPEED, in a dozen bulk imports confirmed one by one, so that the kill lands between its first batch and
-# its last, once some of them are in the snapshot.
+# Two audiences of about 7,000-8,000 contacts each over the sample customer 360: a push takes several seconds at
+# sandbox speed SPEED, in about 30 bulk imports, and the push commits what was confirmed every 2,500 contacts
+# (sync.outcomes.Recorder), so that the kill lands after its first commit and before its last.
 AUDIENCES_YAML = """
 source: {table: customers, id_column: customer_id, updated_column: updated_at}
 audiences:
-  - key: newsletter_us
-    list: {name: Newsletter US, create: true}
-    condition: newsletter_opt_in AND country = 'US'
+  - key: customers_us
+    list: {name: Customers US, create: true}
+    condition: country = 'US'
     fields: {email: email, first_name: first_name, custom: {City: city}, create_missing: true}
-  - key: newsletter_europe
-    list: {name: Newsletter Europe, create: true}
-    condition: newsletter_opt_in AND country IN ('GB', 'DE', 'FR', 'ES')
+  - key: customers_europe
+    list: {name: Customers Europe, create: true}
+    condition: country IN ('GB', 'DE', 'FR', 'ES')
     fields: {email: email, first_name: first_name, custom: {City: city}, create_missing: true}
 """
-AUDIENCES = {"newsletter_us": "Newsletter US", "newsletter_europe": "Newsletter Europe"}
+AUDIENCES = {"customers_us": "Customers US", "customers_europe": "Customers Europe"}
 SPEED = 1.0
 
 
