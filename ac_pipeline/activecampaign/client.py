@@ -354,6 +354,23 @@ class ActiveCampaignClient:
                 if _to_int(record.get("status")) == status:
                     yield contact, record
 
+    def contacts_with_memberships(self, ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """These contacts and their side-loaded contactList records (all lists), in one request
+        (`GET contacts?ids[]=..&include=contactLists`; at most PAGE_SIZE ids). ActiveCampaignError if the answer
+        holds a contact not asked for: an answer that ignored the filter must not be taken for these people."""
+        params = {"ids[]": list(ids), "include": "contactLists", "limit": len(ids)}
+        answer = self.request("GET", "contacts", params=params)
+        contacts = answer.get("contacts") or []
+        strays = {str(c.get("id")) for c in contacts} - {str(i) for i in ids}
+        if strays:
+            raise ActiveCampaignError(
+                f"GET contacts?ids[]=... answered {len(strays):,} contacts that were not asked for (e.g. "
+                f"{sorted(strays)[0]}): the ids[] filter was not applied, so no consent check can rest on it",
+                method="GET",
+                path="contacts",
+            )
+        return contacts, answer.get("contactLists") or []
+
     def _contact_pages(self, list_id: int | str, status: int, include: str | None = None) -> Iterator[dict[str, Any]]:
         """The answers of GET contacts for one list and status, PAGE_SIZE contacts each, paged by id."""
         if status not in _LIST_STATUSES:

@@ -42,7 +42,7 @@ from typing import Any
 
 import polars as pl
 
-from ac_pipeline.activecampaign import ActiveCampaignClient, ActiveCampaignError
+from ac_pipeline.activecampaign import ActiveCampaignClient
 from ac_pipeline.activecampaign.client import PAGE_SIZE
 from ac_pipeline.sync.consent import Verdict, judge_unsubscribe
 from ac_pipeline.sync.outcomes import Outcome, Recorder
@@ -192,19 +192,8 @@ class BulkReadds:
         """These contacts (id -> contact) and their records for the list (contact id -> the record, None when
         they are not on the list; left out when the answer does not show all of the contact's memberships,
         so that it cannot say): one request."""
-        params = {"ids[]": ids, "include": "contactLists", "limit": len(ids)}
-        answer = self.client.request("GET", "contacts", params=params)
-        contacts = {str(c.get("id")): c for c in answer.get("contacts") or []}
-        strays = set(contacts) - set(ids)
-        if strays:
-            # An answer that ignored the filter would make verdicts about the wrong people: stop, loudly.
-            raise ActiveCampaignError(
-                f"GET contacts?ids[]=... answered {len(strays):,} contacts that were not asked for (e.g. "
-                f"{sorted(strays)[0]}): the ids[] filter was not applied, so no consent check can rest on it",
-                method="GET",
-                path="contacts",
-            )
-        side_loaded = answer.get("contactLists") or []
+        answer, side_loaded = self.client.contacts_with_memberships(ids)
+        contacts = {str(c.get("id")): c for c in answer}
         loaded_ids = {str(record.get("id")) for record in side_loaded}
         on_list = {str(r.get("contact")): r for r in side_loaded if str(r.get("list")) == self.list_id}
         records: dict[str, dict[str, Any] | None] = {}
