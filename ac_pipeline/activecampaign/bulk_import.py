@@ -56,23 +56,39 @@ class ImportInfo:
         return self.status in _IMPORT_FAILED
 
 
-def submit(transport: Transport, contacts: list[dict[str, Any]], *, exclude_automations: bool) -> str:
-    """Queue `contacts` (bulk-import shape, snake_case) and return the batch id.
+def submit(
+    transport: Transport,
+    contacts: list[dict[str, Any]],
+    *,
+    exclude_automations: bool,
+    callback: dict[str, Any] | None = None,
+) -> str:
+    """Queue `contacts` (bulk-import shape, snake_case) and return the batch id. `callback` asks ActiveCampaign
+    to call a URL when the batch has run (see import_callbacks.py).
 
     Raises ValueError before sending anything if the batch is empty or too big, and BulkImportRejected when
     ActiveCampaign refuses the whole batch; its `failures` index into `contacts`.
     """
     _check_count(len(contacts))
-    body = _checked_size(encode_json({"contacts": contacts, "exclude_automations": exclude_automations}))
-    return _send(transport, body, len(contacts))
+    payload: dict[str, Any] = {"contacts": contacts, "exclude_automations": exclude_automations}
+    if callback is not None:
+        payload["callback"] = callback
+    return _send(transport, _checked_size(encode_json(payload)), len(contacts))
 
 
-def submit_json(transport: Transport, contacts: Sequence[str], *, exclude_automations: bool) -> str:
+def submit_json(
+    transport: Transport,
+    contacts: Sequence[str],
+    *,
+    exclude_automations: bool,
+    callback: dict[str, Any] | None = None,
+) -> str:
     """`submit` for contacts already encoded, each a JSON object in the bulk-import shape (the push builds
     them with Polars, a whole batch at a time). The body is the one `submit` sends for the same contacts."""
     _check_count(len(contacts))
     flag = "true" if exclude_automations else "false"
-    body = _checked_size(f'{{"contacts":[{",".join(contacts)}],"exclude_automations":{flag}}}'.encode())
+    tail = f',"callback":{encode_json(callback).decode()}' if callback is not None else ""
+    body = _checked_size(f'{{"contacts":[{",".join(contacts)}],"exclude_automations":{flag}{tail}}}'.encode())
     return _send(transport, body, len(contacts))
 
 

@@ -389,17 +389,30 @@ class ActiveCampaignClient:
 
     # -- bulk import -----------------------------------------------------------------------------------
 
-    def bulk_import(self, contacts: list[dict[str, Any]], *, exclude_automations: bool = True) -> str:
-        """Queue up to 250 contacts (bulk-import shape, snake_case) and return the batch id.
+    def bulk_import(
+        self,
+        contacts: list[dict[str, Any]],
+        *,
+        exclude_automations: bool = True,
+        callback: dict[str, Any] | None = None,
+    ) -> str:
+        """Queue up to 250 contacts (bulk-import shape, snake_case) and return the batch id. `callback`: the
+        request ActiveCampaign makes when the batch has run (`import_callbacks.callback_body`).
 
         Raises ValueError before sending anything if the batch is too big, and BulkImportRejected when
         ActiveCampaign refuses the whole batch; its `failures` index into `contacts`.
         """
-        return bulk.submit(self._transport, contacts, exclude_automations=exclude_automations)
+        return bulk.submit(self._transport, contacts, exclude_automations=exclude_automations, callback=callback)
 
-    def bulk_import_json(self, contacts: Sequence[str], *, exclude_automations: bool = True) -> str:
+    def bulk_import_json(
+        self,
+        contacts: Sequence[str],
+        *,
+        exclude_automations: bool = True,
+        callback: dict[str, Any] | None = None,
+    ) -> str:
         """`bulk_import` for contacts already encoded, each the JSON text of one bulk-import contact."""
-        return bulk.submit_json(self._transport, contacts, exclude_automations=exclude_automations)
+        return bulk.submit_json(self._transport, contacts, exclude_automations=exclude_automations, callback=callback)
 
     def import_info(self, batch_id: str) -> ImportInfo:
         """Where a bulk-import batch stands; poll until `done` or `failed` (or use `wait_for_import`)."""

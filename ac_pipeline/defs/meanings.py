@@ -61,6 +61,7 @@ ACTIVECAMPAIGN_SYNC = {
     "requests": "requests sent to ActiveCampaign",
     "batches": "bulk imports sent",
     "batches_resubmitted": "bulk imports sent again after ActiveCampaign failed them",
+    "batches_called_back": "bulk imports ActiveCampaign reported through their callback, so nobody had to ask",
     "contacts_per_minute": "changes sent per minute",
     "requests_per_change": "requests per change sent (lower is cheaper on the account's rate limit)",
     "list_id": "the list's id in ActiveCampaign",

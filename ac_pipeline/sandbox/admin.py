@@ -163,7 +163,8 @@ async def requests_log(request: Request) -> JSONResponse:
 async def imports(request: Request) -> JSONResponse:
     """Batches not yet applied, and what the worker applied since start or reset, with its busy time."""
     queue = state_of(request).imports
-    return answer({"pending": queue.pending(), **queue.stats.to_dict()})
+    callbacks = {"callbacks_sent": queue.callbacks.sent, "callbacks_failed": queue.callbacks.failed}
+    return answer({"pending": queue.pending(), **queue.stats.to_dict(), **callbacks})
 
 
 async def import_details(request: Request) -> JSONResponse:

@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from ac_pipeline.sandbox.callbacks import CallbackSender, callback_failure, callback_request
 from ac_pipeline.sandbox.emails import is_valid, normalize
 from ac_pipeline.sandbox.json_text import loads
 from ac_pipeline.sandbox.lengths import BULK_LIMITS, FIELD_VALUE_LIMIT, too_long
@@ -45,6 +46,8 @@ def validation_failures(payload: Any, list_ids: set[int], field_ids: set[int]) -
         return ['The body must be a JSON object with "contacts": a non-empty list of contacts.']
     if "exclude_automations" in payload and not isinstance(payload["exclude_automations"], bool):
         return ["Field' exclude_automations' must be true or false."]
+    if "callback" in payload and (reason := callback_failure(payload["callback"])):
+        return [reason]
     contacts = payload["contacts"]
     if len(contacts) > MAX_CONTACTS:
         too_many = f"Up to {MAX_CONTACTS} contacts may be imported per request; this one has {len(contacts)}."
@@ -122,6 +125,8 @@ class ImportQueue:
         # The parsed contacts of batches accepted since start, so that applying one does not parse its stored
         # body again; a batch resumed after a restart is parsed from the store.
         self._parsed: dict[str, list[dict[str, Any]]] = {}
+        self._callback_of: dict[str, dict[str, Any]] = {}  # likewise, the batches' `callback` objects
+        self.callbacks = CallbackSender()
         self._wakeup = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -136,6 +141,7 @@ class ImportQueue:
             self._stopping = False
         self._thread = threading.Thread(target=self._run, name="sandbox-imports", daemon=True)
         self._thread.start()
+        self.callbacks.start()
 
     def stop(self) -> None:
         with self._wakeup:
@@ -144,16 +150,24 @@ class ImportQueue:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.callbacks.stop()
 
     def clear(self) -> None:
         with self._wakeup:
             self._due.clear()
             self._parsed.clear()
+            self._callback_of.clear()
         self.stats = ImportStats()
 
-    def submit(self, raw_body: bytes, count: int, contacts: list[dict[str, Any]] | None = None) -> str:
+    def submit(
+        self,
+        raw_body: bytes,
+        count: int,
+        contacts: list[dict[str, Any]] | None = None,
+        callback: dict[str, Any] | None = None,
+    ) -> str:
         """Store an accepted batch of `count` contacts and queue it; `contacts` is the body's parsed
-        `contacts`, if the caller has it (never changed afterwards)."""
+        `contacts`, if the caller has it (never changed afterwards), and `callback` its `callback`."""
         batch_id = str(uuid.uuid4())
         submitted = time.time()
         due = submitted + self.delay
@@ -164,6 +178,8 @@ class ImportQueue:
         with self._wakeup:
             if contacts is not None:
                 self._parsed[batch_id] = contacts
+                if callback is not None:
+                    self._callback_of[batch_id] = callback
             heapq.heappush(self._due, (due, batch_id))
             self._wakeup.notify()
         return batch_id
@@ -212,17 +228,22 @@ class ImportQueue:
         started = time.perf_counter()
         with self._wakeup:
             parsed = self._parsed.pop(batch_id, None)
+            callback = self._callback_of.pop(batch_id, None)
         with self.store.transaction() as conn:
             row = conn.execute("SELECT payload FROM batches WHERE id = ? AND applied = 0", (batch_id,)).fetchone()
             if row is None:  # gone after a reset
                 return
-            contacts = parsed if parsed is not None else loads(row["payload"])["contacts"]
-            result = _apply_contacts(conn, contacts, now_iso())
+            if parsed is None:  # a batch resumed after a restart
+                payload = loads(row["payload"])
+                parsed, callback = payload["contacts"], payload.get("callback")
+            result = _apply_contacts(conn, parsed, now_iso())
             conn.execute(
                 "UPDATE batches SET applied = 1, payload = NULL, result = ? WHERE id = ?",
                 (json.dumps(result), batch_id),
             )
-        self.stats.add(len(contacts), time.perf_counter() - started)
+        self.stats.add(len(parsed), time.perf_counter() - started)
+        if callback is not None:  # after the commit: whoever is called back may read the result at once
+            self.callbacks.send(callback_request(callback, batch_id, len(parsed), result))
 
 
 TAG_LINK = "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id, cdate) VALUES (?, ?, ?)"

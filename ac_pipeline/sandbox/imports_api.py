@@ -52,7 +52,7 @@ async def bulk_import(request: Request) -> JSONResponse:
     )
     if not window.acquire().accepted:
         return rejected("Rate limit exceeded.", [reason])
-    batch_id = state.imports.submit(raw, count, contacts=payload["contacts"])
+    batch_id = state.imports.submit(raw, count, contacts=payload["contacts"], callback=payload.get("callback"))
     return answer({"Success": 1, "queued_contacts": count, "batchId": batch_id, "message": "Contact import queued"})
 
 

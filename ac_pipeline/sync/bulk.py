@@ -1,14 +1,18 @@
 """Sending many contacts through bulk import: submitter threads send batches while the calling thread
-polls the oldest batches in flight, settles them and records the outcomes.
+learns how each batch went, settles it and records the outcomes.
 
 Every failure is loud: an exception in any submitter thread, in building a batch, or in recording
 stops the whole send and is raised in the calling thread. Nothing here returns normally unless each
 contact it was given has an outcome.
 
-Each batch is read once on its own (`import/info`) before any of its contacts is confirmed: it is the only
-answer that names the contacts an import refused. The account's summary (`GET import/bulk_import`) gives
-counts per day for every integration of the account, and any batch may hold a refused contact (exclusion
-list, bounce list, an unsubscribe since the last read-back), so no batch can be settled without it.
+No contact is confirmed before ActiveCampaign has said how its batch went, in one of two ways:
+- the batch's import callback (import_callbacks.py), when the push has a listener, accounts for every contact of
+  the batch as a success: no request at all;
+- otherwise `GET import/info`, read once for the batch: the only answer that names the contacts an import refused.
+  A batch whose callback names a failure, or does not come in time, is read this way.
+The account's summary (`GET import/bulk_import`) gives counts per day for every integration of the account, and
+any batch may hold a refused contact (exclusion list, bounce list, an unsubscribe since the last read-back), so
+it settles no batch.
 """
 
 from __future__ import annotations
@@ -17,16 +21,17 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable
 from queue import Empty, Queue
 from typing import Any
 
 import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient, BulkImportRejected
+from ac_pipeline.activecampaign.import_callbacks import ImportCallbacks, ImportReport, callback_body
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.sync.consent import OPTED_OUT, list_record
+from ac_pipeline.sync.outbox import Outbox
 from ac_pipeline.sync.outcomes import Outcome, PushResult, Recorder
 from ac_pipeline.sync.payloads import Batch, ContactShape, batches
 
@@ -35,8 +40,11 @@ MAX_BATCH_ATTEMPTS = 5
 # Bulk imports sent at once: enough to hide a request's round trip behind the next one's wait for
 # the rate limit (which all of them share), few enough that a crash resends little.
 SUBMITTERS = 4
-# Batches journaled at once, in units of max_in_flight (see Outbox).
-JOURNAL_GROUPS = 2
+# How long a batch's callback may keep it waiting before the batch is polled: this many poll intervals (30 s
+# against a real account), or three times the time batches have been taking, and never under a second (a
+# sped-up sandbox's imports are quicker than the jitter of a busy machine), whichever is longest.
+CALLBACK_GRACE_POLLS = 30
+MIN_CALLBACK_GRACE = 1.0
 
 
 def _refusal_reason(contact: dict[str, Any] | None, status: str | None) -> str:
@@ -56,7 +64,7 @@ class PushIncomplete(RuntimeError):
     """Some contacts failed for a passing reason; they stay out of the snapshot and are sent again."""
 
 
-Report = tuple[Batch, str | None, BaseException | None]
+Report = tuple[Batch, str | None, BaseException | None] | ImportReport
 
 
 class BulkSender:
@@ -72,12 +80,21 @@ class BulkSender:
         log: Callable[[str], None],
         poll_interval: float,
         max_in_flight: int,
+        callbacks: ImportCallbacks | None = None,
     ):
         self.client, self.audience, self.shape = client, audience, shape
         self.recorder, self.result, self.log = recorder, result, log
         self.poll_interval, self.max_in_flight = poll_interval, max_in_flight
+        self.callbacks = callbacks
         # How long a bulk import is expected to take from submit to done (see _poll).
         self._import_seconds = poll_interval
+        # While callbacks are expected: the URL and token to give ActiveCampaign (see _listen).
+        self._callback: tuple[str, str] | None = None
+        self._keys = itertools.count(1)
+        self._issued: set[str] = set()  # keys given to batches (by the submitter threads)
+        self._in_flight_by_key: dict[str, Batch] = {}
+        self._early: dict[str, ImportReport] = {}  # callbacks that came before their batch's submit answer
+        self._heard = False  # a callback of this send has come
 
     def send(self, rows: pl.DataFrame) -> None:
         """Several submitters keep one request's round trip from idling the account's budget; each takes
@@ -86,6 +103,7 @@ class BulkSender:
         reports: Queue[Report] = Queue()
         in_flight: deque[Batch] = deque()
         self.log(f"sending {rows.height:,} contacts in about {-(-rows.height // 250)} bulk imports")
+        listening = self._listen(reports)
         submitters = [
             threading.Thread(target=self._submitter, args=(outbox, reports), name=f"bulk-import-{i}", daemon=True)
             for i in range(SUBMITTERS)
@@ -99,7 +117,10 @@ class BulkSender:
                 try:
                     report = reports.get(timeout=min(max(due, 0.001), self.poll_interval))
                     while True:  # every report that has arrived, then the polls that are due
-                        self._submitted(*report, outbox, in_flight)
+                        if isinstance(report, ImportReport):
+                            self._called_back(report, outbox, in_flight)
+                        else:
+                            self._submitted(*report, outbox, in_flight)
                         report = reports.get_nowait()
                 except Empty:
                     pass
@@ -110,6 +131,22 @@ class BulkSender:
             outbox.stopped.set()
             for thread in submitters:
                 thread.join(timeout=60)  # a request under way finishes (or times out) first
+            if listening is not None:
+                listening()
+
+    def _listen(self, reports: Queue[Report]) -> Callable[[], None] | None:
+        """Start taking this send's import callbacks (they go to `reports`); returns what stops it. Without a
+        listener (none configured, or its address taken) the send polls every batch."""
+        if self.callbacks is None:
+            return None
+        try:
+            listener, url = self.callbacks.start()
+        except OSError as exc:
+            self.log(f"import callbacks are off for this push: cannot listen for them ({exc}); polling every batch")
+            return None
+        token = listener.register(reports.put)
+        self._callback = (url, token)
+        return lambda: listener.unregister(token)
 
     def _submitter(self, outbox: Outbox, reports: Queue[Report]) -> None:
         try:
@@ -117,9 +154,14 @@ class BulkSender:
                 batch = outbox.take(timeout=self.poll_interval)
                 if batch is None:
                     continue
+                callback = None
+                if self._callback is not None:
+                    batch.callback_key = str(next(self._keys))
+                    self._issued.add(batch.callback_key)
+                    callback = callback_body(*self._callback, batch.callback_key)
                 try:
                     batch_id = self.client.bulk_import_json(
-                        batch.contacts, exclude_automations=self.audience.exclude_automations
+                        batch.contacts, exclude_automations=self.audience.exclude_automations, callback=callback
                     )
                 except Exception as exc:  # handed to the calling thread, which decides
                     reports.put((batch, None, exc))
@@ -155,6 +197,34 @@ class BulkSender:
         batch.next_poll_at = batch.submitted_at + self._import_seconds
         self.result.batches += 1
         in_flight.append(batch)
+        if self._callback is not None and batch.callback_key is not None:
+            batch.next_poll_at = batch.submitted_at + self._callback_grace()
+            self._in_flight_by_key[batch.callback_key] = batch
+            early = self._early.pop(batch.callback_key, None)
+            if early is not None:
+                self._called_back(early, outbox, in_flight)
+
+    def _callback_grace(self) -> float:
+        return max(CALLBACK_GRACE_POLLS * self.poll_interval, 3 * self._import_seconds, MIN_CALLBACK_GRACE)
+
+    def _called_back(self, report: ImportReport, outbox: Outbox, in_flight: deque[Batch]) -> None:
+        """A batch's callback: settle the batch if it vouches for every contact, else have the batch polled now."""
+        batch = self._in_flight_by_key.get(report.batch_key)
+        if batch is None:
+            if report.batch_key in self._issued:  # ours, and its submit answer is still on its way
+                self._early[report.batch_key] = report
+            return
+        self._heard = True
+        self._import_seconds = 0.8 * self._import_seconds + 0.2 * (time.monotonic() - batch.submitted_at)
+        in_flight.remove(batch)
+        if report.vouches_for(batch.rows.height):
+            del self._in_flight_by_key[report.batch_key]
+            outbox.release()
+            self.result.batches_called_back += 1
+            self._settle(batch, set())
+        else:  # a failure to look into (or a report we cannot vouch for): import/info names the contacts
+            batch.next_poll_at = time.monotonic()
+            in_flight.appendleft(batch)
 
     def _poll(self, outbox: Outbox, in_flight: deque[Batch]) -> None:
         """Ask after the oldest batches that are due; settle the ones that finished.
@@ -167,9 +237,13 @@ class BulkSender:
         while in_flight and time.monotonic() >= in_flight[0].next_poll_at:
             batch = in_flight[0]
             assert batch.batch_id is not None  # set when the batch went into flight
+            if self._callback is not None and not self._heard:
+                self._stop_waiting_for_callbacks(in_flight)
             info = self.client.import_info(batch.batch_id)
             first_poll = batch.polls == 0
             batch.polls += 1
+            if info.done or info.failed:
+                self._in_flight_by_key.pop(batch.callback_key or "", None)
             if info.done:
                 in_flight.popleft()
                 outbox.release()
@@ -191,6 +265,19 @@ class BulkSender:
                     self._import_seconds *= 1.2
                 batch.next_poll_at = time.monotonic() + self._import_seconds / 2
                 break  # later batches are younger still
+
+    def _stop_waiting_for_callbacks(self, in_flight: deque[Batch]) -> None:
+        """The first batch's callback is overdue and none has come: ActiveCampaign is not reaching the listener.
+        Every batch in flight is polled as if there were no callbacks (a callback that comes still settles one)."""
+        assert self._callback is not None
+        url = self._callback[0]
+        self.log(
+            f"no import callback has come to {url} in {self._callback_grace():.0f} s: "
+            "check that ActiveCampaign can reach that address (AC_PIPELINE_CALLBACK_URL); polling every batch"
+        )
+        self._callback = None
+        for batch in in_flight:
+            batch.next_poll_at = min(batch.next_poll_at, batch.submitted_at + self._import_seconds)
 
     def _settle(self, batch: Batch, failed_emails: set[str]) -> None:
         """Every contact of a batch that ActiveCampaign ran is confirmed, as a whole frame, except the ones
@@ -219,102 +306,3 @@ class BulkSender:
             # Bulk import never re-subscribes: this person is unsubscribed, and it was not this push.
             return Outcome(row, "opted_out", batch_id, reason=OPTED_OUT, contact_id=contact_id)
         return Outcome(row, "rejected", batch_id, reason=_refusal_reason(contact, status), contact_id=contact_id)
-
-
-class Outbox:
-    """The batches still to send, taken one at a time by the submitter threads.
-
-    At most `max_in_flight` batches are out at once (sent and not yet settled): a slot is taken with a
-    batch and given back when the batch settles, so a crash resends at most that many. No batch is handed
-    out before its contacts are in the intent journal: batches are journaled `JOURNAL_GROUPS x max_in_flight`
-    at a time, the next group while the current one goes out, so the sends rarely wait for the write. (A
-    journal write opens the DuckDB state file, about a tenth of a second of CPU on a big file: fewer, larger
-    writes leave that CPU to the sends. A crash leaves more intents to settle, which the next attempt does
-    from the list's records at the same cost.)
-    """
-
-    def __init__(
-        self,
-        upcoming: Iterator[Batch],
-        max_in_flight: int,
-        journal: Callable[[pl.DataFrame], Future[None]],
-    ):
-        self._upcoming = upcoming
-        self._journal = journal
-        self._max_in_flight = max_in_flight
-        self._journaled: deque[Batch] = deque()  # built and journaled, not yet taken
-        self._journaling: tuple[list[Batch], Future[None]] | None = None  # the next group, being written
-        self._built_all = False
-        self._again: deque[Batch] = deque()  # sent before new batches: remainders, failed imports
-        self._lock = threading.Lock()
-        self._slots = threading.Semaphore(max_in_flight)
-        self._exhausted = False
-        self._out = 0  # taken by a submitter, not yet reported back
-        self._error: BaseException | None = None
-        self.stopped = threading.Event()
-
-    def take(self, timeout: float) -> Batch | None:
-        if not self._slots.acquire(timeout=timeout):
-            return None
-        with self._lock:
-            batch = self._again.popleft() if self._again else self._next_new()
-            if batch is None:
-                self._exhausted = True
-            else:
-                self._out += 1
-        if batch is None:
-            self._slots.release()
-            self.stopped.wait(timeout)  # nothing to send now; a failed import may still come back
-        return batch
-
-    def _next_new(self) -> Batch | None:
-        if self._journaling is not None and (not self._journaled or self._journaling[1].done()):
-            self._take_journaled()
-        group = JOURNAL_GROUPS * self._max_in_flight
-        if self._journaling is None and len(self._journaled) <= group // 2 and not self._built_all:
-            ahead = list(itertools.islice(self._upcoming, group))
-            if ahead:
-                self._journaling = (ahead, self._journal(pl.concat([b.rows for b in ahead], rechunk=False)))
-            else:
-                self._built_all = True
-        if not self._journaled and self._journaling is not None:
-            self._take_journaled()
-        return self._journaled.popleft() if self._journaled else None
-
-    def _take_journaled(self) -> None:
-        assert self._journaling is not None
-        ahead, written = self._journaling
-        self._journaling = None
-        written.result()  # a failed journal write stops the send: nothing unjournaled goes out
-        self._journaled.extend(ahead)
-
-    def reported(self) -> None:
-        with self._lock:
-            self._out -= 1
-
-    def release(self, again: Batch | None = None) -> None:
-        """A batch left flight; `again` is to be sent (once more)."""
-        with self._lock:
-            if again is not None:
-                self._again.append(again)
-        self._slots.release()
-
-    def drained(self) -> bool:
-        with self._lock:
-            return (
-                self._exhausted
-                and not self._again
-                and not self._journaled
-                and self._journaling is None
-                and self._out == 0
-            )
-
-    def fail(self, error: BaseException) -> None:
-        """A submitter thread hit something it cannot hand back as a report: stop everything."""
-        with self._lock:
-            self._error = self._error or error
-        self.stopped.set()
-
-    def raise_error(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"a bulk-import thread stopped: {self._error}") from self._error

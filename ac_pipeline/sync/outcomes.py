@@ -49,6 +49,8 @@ class PushResult:
     settled_from_journal: int = 0
     batches: int = 0
     batches_resubmitted: int = 0
+    # Batches settled by their import callback, without asking ActiveCampaign (import_callbacks.py).
+    batches_called_back: int = 0
     requests: int = 0
     seconds: float = 0.0
     list_id: str | None = None

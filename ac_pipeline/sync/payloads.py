@@ -46,7 +46,7 @@ class ContactShape:
         return [*self.tags, group_tag] if group_tag else list(self.tags)
 
 
-@dataclass
+@dataclass(eq=False)  # a batch is itself: found in flight by identity
 class Batch:
     """Up to 250 contacts sent in one bulk-import request: the change rows they came from, and each
     contact as the JSON text that goes into the request (`contacts_json`), in the same order."""
@@ -58,6 +58,7 @@ class Batch:
     submitted_at: float = 0.0
     next_poll_at: float = 0.0
     polls: int = 0
+    callback_key: str | None = None  # names this submission in its import callback
 
     def subset(self, indexes: list[int]) -> Batch:
         """A new batch of these contacts only (indexes into this one, in order)."""

@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient
+from ac_pipeline.activecampaign.import_callbacks import ImportCallbacks
 from ac_pipeline.audiences.config import Audience
 from ac_pipeline.audiences.guard import evaluate, override_hint
 from ac_pipeline.audiences.identity import EMAIL_CHANGE
@@ -116,6 +117,7 @@ class Push:
         max_in_flight: int = 20,
         resync: bool = False,
         allow_removals: bool = False,
+        callbacks: ImportCallbacks | None = None,
     ):
         self.client, self.state, self.audience, self.run_id = client, state, audience, run_id
         # Who the list belongs to: the account's API URL, or the built-in sandbox's own account id.
@@ -127,6 +129,8 @@ class Push:
         self.resync = resync
         # A person let this run remove more than the removal guard allows (its override tag or config).
         self.allow_removals = allow_removals
+        # Where ActiveCampaign tells this push that a bulk import ran; None: poll every batch.
+        self.callbacks = callbacks
 
     def run(self, changes: pl.DataFrame, members: pl.DataFrame | None = None) -> PushResult:
         """Push `changes` (audience_changes). `members` (audience_members) lets the push diff again after a
@@ -252,6 +256,7 @@ class Push:
                     self.log,
                     self.poll_interval,
                     self.max_in_flight,
+                    self.callbacks,
                 ).send(in_bulk)
             if one_by_one.height:
                 SingleSender(self.client, shape, recorder, self.log, intended, removed_at).send(one_by_one.to_dicts())

@@ -128,6 +128,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     poll_interval=activecampaign.poll_interval,
                     resync=config.resync or context.run.tags.get(RESYNC_TAG, "").lower() == "true",
                     allow_removals=_removals_allowed(context, key),
+                    callbacks=activecampaign.callbacks(),
                 )
                 try:
                     result = push.run(audience_changes, audience_members)
@@ -169,6 +170,7 @@ def build_sync_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     "rejected": result.outcomes["rejected"],
                     "batches": result.batches,
                     "batches_resubmitted": result.batches_resubmitted,
+                    "batches_called_back": result.batches_called_back,
                     "contacts_per_minute": round(sent / seconds * 60, 1) if sent and seconds else 0.0,
                     "requests_per_change": round(result.requests / sent, 4) if sent else 0.0,
                     "list": audience.list.name,

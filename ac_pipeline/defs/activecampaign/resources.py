@@ -9,15 +9,19 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field
 
 from ac_pipeline.activecampaign import ActiveCampaignClient, RateLimits
+from ac_pipeline.activecampaign.import_callbacks import ImportCallbacks
 from ac_pipeline.defs.activecampaign.local_sandbox import SANDBOX_API_KEY, ensure_local_sandbox
 from ac_pipeline.readback.tables import AccountTables
 from ac_pipeline.settings import Paths
+
+OFF = frozenset({"off", "0", "false", "no"})
 
 
 class ActiveCampaignResource(dg.ConfigurableResource):
@@ -39,6 +43,35 @@ class ActiveCampaignResource(dg.ConfigurableResource):
         description="For a sandbox only: its --speed; the limits are "
         "multiplied and the waits divided by it. Leave at 1 for a real account.",
     )
+
+    import_callbacks: bool = Field(
+        default=True,
+        description="Ask ActiveCampaign to call back when a bulk import has run, instead of asking after each "
+        "batch (halves the push's requests). Needs callback_url for a real account.",
+    )
+    callback_url: str | None = Field(
+        default=None,
+        description="Where ActiveCampaign reaches this process's callback listener (AC_PIPELINE_CALLBACK_URL), e.g. "
+        "https://sync.example.com/ac-callback. Unset: callbacks only with the built-in sandbox.",
+    )
+    callback_listen: str | None = Field(
+        default=None,
+        description="host:port the callback listener binds (AC_PIPELINE_CALLBACK_LISTEN). Unset: 0.0.0.0:8766 "
+        "with a callback_url, else a free loopback port.",
+    )
+
+    def callbacks(self) -> ImportCallbacks | None:
+        """Where this account's pushes take their import callbacks, or None if they poll every batch."""
+        if not self.import_callbacks or not (self.uses_sandbox or self.callback_url):
+            return None
+        listen = self.callback_listen or ("0.0.0.0:8766" if self.callback_url else "127.0.0.1:0")
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise dg.Failure(
+                f"AC_PIPELINE_CALLBACK_LISTEN is {listen!r}: give host:port, e.g. 0.0.0.0:8766",
+                allow_retries=False,
+            )
+        return ImportCallbacks(host, int(port), self.callback_url or None)
 
     @property
     def uses_sandbox(self) -> bool:
@@ -129,14 +162,21 @@ def activecampaign_resource(where: Paths) -> ActiveCampaignResource:
     """A real account when ACTIVECAMPAIGN_API_URL is set, the built-in sandbox otherwise."""
     # A sandbox started by hand with --speed X (or the built-in one) needs the same X here.
     speed = float(os.environ.get("AC_PIPELINE_SANDBOX_SPEED", "1"))
+    callbacks: dict[str, Any] = dict(
+        import_callbacks=os.environ.get("AC_PIPELINE_IMPORT_CALLBACKS", "on").strip().lower() not in OFF,
+        callback_url=os.environ.get("AC_PIPELINE_CALLBACK_URL", "").strip() or None,
+        callback_listen=os.environ.get("AC_PIPELINE_CALLBACK_LISTEN", "").strip() or None,
+    )
     if os.environ.get("ACTIVECAMPAIGN_API_URL", "").strip():
         return ActiveCampaignResource(
             api_url=dg.EnvVar("ACTIVECAMPAIGN_API_URL"),
             api_key=dg.EnvVar("ACTIVECAMPAIGN_API_KEY"),
             sandbox_speed=speed,
+            **callbacks,
         )
     return ActiveCampaignResource(
         sandbox_state=str(where.sandbox_state),
         sandbox_port=int(os.environ.get("AC_PIPELINE_SANDBOX_PORT", "8765")),
         sandbox_speed=speed,
+        **callbacks,
     )
