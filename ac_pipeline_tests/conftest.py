@@ -41,6 +41,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_360: Path) -> I
         "DAGSTER_HOME",
         "ACTIVECAMPAIGN_API_URL",
         "ACTIVECAMPAIGN_API_KEY",
+        "AC_PIPELINE_IMPORT_CALLBACKS",
+        "AC_PIPELINE_CALLBACK_URL",
+        "AC_PIPELINE_CALLBACK_LISTEN",
     ):
         monkeypatch.delenv(name, raising=False)
     shutil.copy(sample_360, tmp_path / "customer_360.duckdb")

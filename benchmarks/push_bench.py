@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 
 from ac_pipeline.activecampaign import ActiveCampaignClient, RateLimits
+from ac_pipeline.activecampaign.import_callbacks import ImportCallbacks
 from ac_pipeline.audiences.changes import diff
 from ac_pipeline.audiences.config import parse_audiences
 from ac_pipeline.state.store import SyncState
@@ -84,14 +85,28 @@ def cpu_seconds(pid: int) -> float:
 
 
 def push(
-    client, state, audience, changes: pl.DataFrame, speed: float, run_id: str, sandbox: subprocess.Popen
+    client,
+    state,
+    audience,
+    changes: pl.DataFrame,
+    speed: float,
+    run_id: str,
+    sandbox: subprocess.Popen,
+    no_callbacks: bool = False,
 ) -> tuple[float, int, int, tuple[float, float]]:
     """Seconds, requests, contacts sent, and the CPU seconds of (this process, the sandbox) for one push."""
     before = client.stats.requests
     cpu_before = (time.process_time(), cpu_seconds(sandbox.pid))
     started = time.perf_counter()
     result = Push(
-        client, state, audience, run_id, account="benchmark", log=lambda m: None, poll_interval=1.0 / speed
+        client,
+        state,
+        audience,
+        run_id,
+        account="benchmark",
+        log=lambda m: None,
+        poll_interval=1.0 / speed,
+        callbacks=None if no_callbacks else ImportCallbacks(),
     ).run(changes)
     seconds = time.perf_counter() - started
     cpu = (time.process_time() - cpu_before[0], cpu_seconds(sandbox.pid) - cpu_before[1])
@@ -158,7 +173,14 @@ def bench(location: Path | str, args: argparse.Namespace) -> list[float]:
 
         first = members(args.adds)
         seconds, requests, sent, cpu = push(
-            client, state, audience, diff(first, state.snapshot("bench")), args.speed, "run-1", sandbox
+            client,
+            state,
+            audience,
+            diff(first, state.snapshot("bench")),
+            args.speed,
+            "run-1",
+            sandbox,
+            args.no_callbacks,
         )
         rate = sent / seconds * 60
         shares = [rate / ceiling]
@@ -174,7 +196,9 @@ def bench(location: Path | str, args: argparse.Namespace) -> list[float]:
         added = members(args.changes - 2 * third, args.adds)
         second = pl.concat([updated, kept, added])
         changes = diff(second, state.snapshot("bench"))
-        seconds, requests, sent, cpu = push(client, state, audience, changes, args.speed, "run-2", sandbox)
+        seconds, requests, sent, cpu = push(
+            client, state, audience, changes, args.speed, "run-2", sandbox, args.no_callbacks
+        )
         rate = sent / seconds * 60
         shares.append(rate / ceiling)
         print(
@@ -184,7 +208,9 @@ def bench(location: Path | str, args: argparse.Namespace) -> list[float]:
         )
 
         changes = diff(second, state.snapshot("bench"))
-        seconds, requests, sent, _ = push(client, state, audience, changes, args.speed, "run-3", sandbox)
+        seconds, requests, sent, _ = push(
+            client, state, audience, changes, args.speed, "run-3", sandbox, args.no_callbacks
+        )
         print(f"3. no changes: {requests} requests (target <= 3), {seconds:.2f} s")
         client.close()
         return shares
@@ -198,6 +224,9 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=20.0)
     parser.add_argument("--adds", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument(
+        "--no-callbacks", action="store_true", help="poll every bulk import instead of taking its callback"
+    )
     parser.add_argument("--state", default="duckdb,postgres", help="the backends to measure, in this order")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()

@@ -13,8 +13,10 @@ What makes this safe to rely on:
   a count that does not add up) is not trusted: the batch is polled as before. ActiveCampaign does not publish
   the callback's body, so the reader takes JSON or a form, and counts given as numbers, digit strings or lists.
 - A callback that never comes costs time, not data: the push polls a batch whose callback is late.
-- The listener is one HTTP server per process (`listener`), shared by the pushes of that process, each under its
-  own token. If it cannot start (the port is taken), the push polls, and says why.
+- The listener is one HTTP server per address and process (`listener`), shared by the pushes of that process under
+  a token each, and closed when its last push is over, so that the next run (another process) can take the
+  port. Pushes to one account take turns (the `activecampaign` pool), so a fixed port is free when a push starts;
+  if it is not, the push polls, and says why.
 
 The token is a secret of the push (anyone who knows it could tell the push a batch succeeded): it is never logged.
 """
@@ -31,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["BATCH_PARAM", "TOKEN_HEADER", "CallbackListener", "ImportCallbacks", "ImportReport", "listener"]
+__all__ = ["BATCH_PARAM", "TOKEN_HEADER", "CallbackListener", "ImportCallbacks", "ImportReport", "listen"]
 
 TOKEN_HEADER = "X-AC-Pipeline-Token"
 BATCH_PARAM = "ac_pipeline_batch"
@@ -116,6 +118,7 @@ class CallbackListener:
     """An HTTP server that takes import callbacks and hands each to the push whose token it carries."""
 
     def __init__(self, host: str, port: int):
+        self.address = (host, port)
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
         self.refused = 0  # callbacks without a known token (counted, never logged with what they carried)
@@ -133,8 +136,14 @@ class CallbackListener:
         return token
 
     def unregister(self, token: str) -> None:
-        with self._lock:
-            self._handlers.pop(token, None)
+        """The push of `token` is over; the last one out closes the listener."""
+        with _listeners_lock:
+            with self._lock:
+                self._handlers.pop(token, None)
+                idle = not self._handlers
+            if idle and _listeners.get(self.address) is self:
+                del _listeners[self.address]
+                self.close()
 
     def deliver(self, token: str | None, report: ImportReport) -> bool:
         with self._lock:
@@ -190,14 +199,15 @@ _listeners: dict[tuple[str, int], CallbackListener] = {}
 _listeners_lock = threading.Lock()
 
 
-def listener(host: str, port: int) -> CallbackListener:
-    """This process's listener on (host, port), started on first use and kept for the process's life. Port 0 picks
-    a free port once. Raises OSError if the address cannot be bound."""
+def listen(host: str, port: int, handler: Handler) -> tuple[CallbackListener, str]:
+    """This process's listener on (host, port), started if none is, and a token whose callbacks go to `handler`.
+    The listener closes when its last token is unregistered. Port 0 picks a free port. Raises OSError if the
+    address cannot be bound."""
     with _listeners_lock:
         found = _listeners.get((host, port))
         if found is None:
             found = _listeners[(host, port)] = CallbackListener(host, port)
-        return found
+        return found, found.register(handler)
 
 
 @dataclass(frozen=True)
@@ -210,11 +220,12 @@ class ImportCallbacks:
     listen_port: int = 0
     public_url: str | None = None
 
-    def start(self) -> tuple[CallbackListener, str]:
-        """The listener and the URL to give ActiveCampaign."""
-        found = listener(self.listen_host, self.listen_port)
+    def start(self, handler: Handler) -> tuple[CallbackListener, str, str]:
+        """Take callbacks for one push (they go to `handler`): the listener, the URL to give ActiveCampaign and
+        the push's token. Unregister the token when the push is over."""
+        found, token = listen(self.listen_host, self.listen_port, handler)
         url = self.public_url or f"http://127.0.0.1:{found.port}/ac-pipeline/import-callback"
-        return found, url
+        return found, url, token
 
 
 def callback_body(url: str, token: str, batch_key: str) -> dict[str, Any]:

@@ -140,11 +140,10 @@ class BulkSender:
         if self.callbacks is None:
             return None
         try:
-            listener, url = self.callbacks.start()
+            listener, url, token = self.callbacks.start(reports.put)
         except OSError as exc:
             self.log(f"import callbacks are off for this push: cannot listen for them ({exc}); polling every batch")
             return None
-        token = listener.register(reports.put)
         self._callback = (url, token)
         return lambda: listener.unregister(token)
 

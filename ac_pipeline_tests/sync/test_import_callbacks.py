@@ -23,7 +23,6 @@ from ac_pipeline.activecampaign.import_callbacks import (
     TOKEN_HEADER,
     ImportCallbacks,
     ImportReport,
-    listener,
     read_report,
 )
 from ac_pipeline.audiences.changes import diff
@@ -32,6 +31,7 @@ from ac_pipeline.sandbox import SandboxServer
 from ac_pipeline.state.store import SyncState
 from ac_pipeline.sync.outcomes import PushResult
 from ac_pipeline.sync.push import Push
+from ac_pipeline_tests.fixtures.network import free_port
 
 AUDIENCE = """
 audiences:
@@ -175,13 +175,12 @@ def post(url: str, token: str | None, body: bytes, content_type: str) -> int:
 
 
 def test_the_listener_hands_a_callback_only_to_the_push_whose_token_it_carries() -> None:
-    found, url = ImportCallbacks().start()
     got: list[ImportReport] = []
-    token = found.register(got.append)
+    found, url, token = ImportCallbacks().start(got.append)
     other = found.register(lambda r: pytest.fail(f"delivered to the wrong push: {r}"))
+    form = f"{BATCH_PARAM}=7&status=completed&success=250&failure=0".encode()
+    kind = "application/x-www-form-urlencoded"
     try:
-        form = f"{BATCH_PARAM}=7&status=completed&success=250&failure=0".encode()
-        kind = "application/x-www-form-urlencoded"
         assert post(url, token, form, kind) == 200
         refused_before = found.refused
         assert post(url, None, form, kind) == 403
@@ -191,12 +190,28 @@ def test_the_listener_hands_a_callback_only_to_the_push_whose_token_it_carries()
         assert post(url, token, b"success=250&failure=0", kind) == 400  # names no batch
         assert post(url, token, b"{not json", "application/json") == 400
         assert post(url, token, b"x" * 1_000_001, kind) == 413
+        found.unregister(token)
+        assert post(url, token, form, kind) == 403  # that push is over: its token is gone
     finally:
         found.unregister(token)
         found.unregister(other)
     assert got == [ImportReport("7", "completed", 250, 0)]
-    assert post(url, token, form, kind) == 403  # the push is over: its token is gone
-    assert listener("127.0.0.1", 0) is found  # one listener per address, per process
+    # The last push out closed the listener: its port is free for the next run.
+    with pytest.raises(httpx.ConnectError):
+        post(url, token, form, kind)
+
+
+def test_a_fixed_port_is_shared_by_the_pushes_of_a_process_and_freed_after_them() -> None:
+    port = free_port()
+    one, _, first = ImportCallbacks(listen_port=port).start(lambda r: None)
+    two, _, second = ImportCallbacks(listen_port=port).start(lambda r: None)
+    assert one is two and first != second
+    one.unregister(first)
+    with socket.socket() as s, pytest.raises(OSError):
+        s.bind(("127.0.0.1", port))  # still held: the second push is on
+    two.unregister(second)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
 
 
 def form(**fields: Any) -> tuple[bytes, str]:
