@@ -11,9 +11,12 @@ CPU seconds the push took in this process (the client, the push engine, the sync
 process, per 10,000 contacts: a measure that, unlike the share, does not move with other work on the machine. The backends are a
 temporary DuckDB file and a scratch database on Postgres (dropped after), side by side in one run, with the
 ratio of their shares (issue 10: the push with Postgres state keeps the share it has with DuckDB state).
-Targets: at least 0.9 of the ceiling; a no-change sync sends at most 3 requests.
+Targets: at least 0.9 of the ceiling; a no-change sync sends at most 3 requests; at most 0.005 requests per
+changed contact. The pushes take import callbacks, as with the built-in sandbox (a listener on loopback that the
+sandbox calls back); `--no-callbacks` polls every batch (`import/info`), as against a real account without
+AC_PIPELINE_CALLBACK_URL.
 
-    python benchmarks/push_bench.py [--speed 20] [--adds 100000] [--changes 10000]
+    python benchmarks/push_bench.py [--speed 20] [--adds 100000] [--changes 10000] [--no-callbacks]
         [--state duckdb,postgres] [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
 

@@ -161,6 +161,8 @@ class CallbackListener:
 
 def _handler_class(owner: CallbackListener) -> type[BaseHTTPRequestHandler]:
     class CallbackHandler(BaseHTTPRequestHandler):
+        timeout = 30  # seconds a connection may stay silent: a caller that stalls does not hold a thread for ever
+
         def _take(self, body: bytes) -> None:
             parts = urlsplit(self.path)
             report = read_report(body, self.headers.get("Content-Type", ""), parts.query)
