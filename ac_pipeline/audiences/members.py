@@ -75,8 +75,8 @@ def select_sql(audience: Audience, source: Source) -> str:
     values joined by a unit separator, and the audience's tags folded in so that changing them updates
     every contact. DuckDB computes it inside the scan, on
     every core, and md5 is the same in every version (Polars' own hash is not promised stable).
-    The hash reads the text columns of an inner query, so that each value is cast to text once (casting it
-    again inside the hash cost ~15% of the query's CPU at 10 M customers).
+    The hash reads the text columns of an inner query, so that each value is cast to text once (at 10 M
+    customers casting again inside the hash cost 5-15% of the select's CPU; README, Performance).
     """
     mapped = audience.fields.expressions()
     values = {name: mapped.get(name) for name in STANDARD_FIELDS}
