@@ -44,40 +44,38 @@ def _diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
     table, whose rows with status `member` count. snapshot: email, fields_hash, contact_id, status.
     Returns the members' columns plus `op` and `contact_id`; removals carry only email and contact_id.
 
-    The comparison runs on narrow columns only, joined on a 64-bit hash of the email (a join on strings
-    costs several times more) and kept only where the emails are equal, so a hash collision can never
-    pair two people. The changed rows' other columns are gathered at the end.
+    Rows are paired by joining row numbers on a 64-bit hash of the email (a join on strings costs several
+    times more, and a join that carries the strings along twice as much), and a pair is kept only where the
+    emails are equal, so a hash collision can never pair two people. What the comparison needs is then
+    gathered by row number, and the changed rows' other columns at the end.
     """
     keys = (
-        members.select("email", "fields_hash", _member=_members_only(members))
+        members.select(_h=pl.col("email").hash(), _member=_members_only(members))
         .with_row_index("_row")
         .filter(pl.col("_member"))
         .drop("_member")
-        .with_columns(_h=pl.col("email").hash())
     )
-    known = (
-        snapshot.select(
-            "email",
-            pl.col("fields_hash").alias("synced_hash"),
-            "contact_id",
-            pl.col("status").alias("synced_status"),
-        )
-        .with_row_index("_srow")
-        .with_columns(_h=pl.col("email").hash())
+    known = snapshot.select(_h=pl.col("email").hash()).with_row_index("_srow")
+    pairs = keys.join(known, on="_h", how="inner").select("_row", "_srow")
+    pairs = pairs.filter(
+        members.get_column("email").gather(pairs.get_column("_row"))
+        == snapshot.get_column("email").gather(pairs.get_column("_srow"))
     )
-    pairs = keys.join(known, on="_h", how="inner").filter(pl.col("email") == pl.col("email_right"))
+    row, srow = pairs.get_column("_row"), pairs.get_column("_srow")
+    hash_changed = members.get_column("fields_hash").gather(row) != snapshot.get_column("fields_hash").gather(srow)
+    synced_status = snapshot.get_column("status").gather(srow)
     returning = pairs.select(
         "_row",
-        "contact_id",
-        op=pl.when(pl.col("synced_status") == "removed")
+        contact_id=snapshot.get_column("contact_id").gather(srow),
+        op=pl.when(synced_status == "removed")
         .then(pl.lit("readd"))
-        .when((pl.col("synced_status") == "member") & (pl.col("synced_hash") != pl.col("fields_hash")))
+        .when((synced_status == "member") & hash_changed)
         .then(pl.lit("update"))
-        .when((pl.col("synced_status") == "rejected") & (pl.col("synced_hash") != pl.col("fields_hash")))
+        .when((synced_status == "rejected") & hash_changed)
         .then(pl.lit("add"))
         .otherwise(pl.lit(None, dtype=pl.String)),  # unchanged member, or opted out: nothing to send
     ).filter(pl.col("op").is_not_null())
-    new = keys.filter(~pl.col("_row").is_in(pairs.get_column("_row").implode())).select(
+    new = keys.filter(~pl.col("_row").is_in(row.implode())).select(
         "_row", contact_id=pl.lit(None, dtype=pl.String), op=pl.lit("add")
     )
     entering = pl.concat([returning, new]).sort("_row")
@@ -86,9 +84,12 @@ def _diff(members: pl.DataFrame, snapshot: pl.DataFrame) -> pl.DataFrame:
         .drop([c for c in ("status", "reason") if c in members.columns])
         .with_columns(entering.select("op", "contact_id"))
     )
-    leaving = known.filter(
-        (pl.col("synced_status") == "member") & ~pl.col("_srow").is_in(pairs.get_column("_srow").implode())
-    ).select("email", "contact_id", op=pl.lit("remove"))
+    leaving = (
+        snapshot.select("email", "contact_id", "status")
+        .with_row_index("_srow")
+        .filter((pl.col("status") == "member") & ~pl.col("_srow").is_in(srow.implode()))
+        .select("email", "contact_id", op=pl.lit("remove"))
+    )
     return pl.concat([changed, leaving], how="diagonal_relaxed").select(
         "op", "email", "contact_id", pl.exclude("op", "email", "contact_id")
     )
