@@ -8,6 +8,7 @@ milliseconds, so waiting a little is the answer, not failing the step.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,32 @@ def is_lock_error(exc: Exception) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
+def wanted_marker(path: Path) -> Path:
+    """A file whose mtime says when a process last found `path` locked (see state.duckdb_keep)."""
+    return path.with_name(path.name + ".wanted")
+
+
+def want(path: Path) -> None:
+    """Tell a process that keeps `path` open between its writes that this one waits for it."""
+    with contextlib.suppress(OSError):  # a read-only folder: the keeper still lets go once idle
+        wanted_marker(path).touch()
+
+
+def stored_schema_version(connection: duckdb.DuckDBPyConnection) -> int:
+    """`migrations.read_schema_version` for a DuckDB file, cheaply: asked of a fresh connection, DuckDB's
+    `information_schema` (and `duckdb_tables()`) costs 10-20 ms of CPU, as much as opening the file, and a push
+    opens the state file for each of its commits. Reading the table itself costs about 1 ms; a file without it
+    has version 0. Python replacement scans are off for that read: a missing table must not be taken for a Python
+    variable of the same name."""
+    connection.execute("SET python_enable_replacements = false")
+    try:
+        return int(connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0])
+    except duckdb.CatalogException:
+        return 0
+    finally:
+        connection.execute("RESET python_enable_replacements")
+
+
 def connect_waiting(
     path: Path, read_only: bool, *, unreadable: Callable[[Exception], Exception], locked: type[Exception]
 ) -> duckdb.DuckDBPyConnection:
@@ -39,6 +66,7 @@ def connect_waiting(
         except duckdb.Error as exc:
             if not is_lock_error(exc):
                 raise unreadable(exc) from None
+            want(path)  # a process keeping the file open between its writes lets go of it (state.duckdb_keep)
             if time.monotonic() + pause > deadline:
                 raise locked(
                     f"{path} stayed locked by another process for {LOCK_WAIT_SECONDS} s; is something holding it "

@@ -29,8 +29,8 @@ import duckdb
 import polars as pl
 
 from ac_pipeline.audiences.members import normalise_email
-from ac_pipeline.duckdb_files import connect_waiting, first_line
-from ac_pipeline.migrations import migrate, read_schema_version
+from ac_pipeline.duckdb_files import connect_waiting, first_line, stored_schema_version
+from ac_pipeline.migrations import migrate
 
 # How long a write waits for another process to let go of the file before giving up.
 
@@ -241,7 +241,7 @@ class AccountTables:
         if not self.path.exists():
             return 0
         with contextlib.closing(self._open(read_only=True)) as connection:
-            return read_schema_version(connection)
+            return stored_schema_version(connection)
 
     def _replace(
         self, table: str, where: str | None, rows: pl.DataFrame, select: str, params: dict[str, object]
@@ -272,7 +272,7 @@ class AccountTables:
         connection = self._open(read_only=False)
         try:
             connection.execute("SET enable_progress_bar = false")  # no bars on a step's stderr
-            version = read_schema_version(connection)
+            version = stored_schema_version(connection)
             if version > SCHEMA_VERSION:
                 raise AccountTablesError(
                     f"{self.path} has schema version {version}, newer than this ac-pipeline understands "

@@ -251,13 +251,24 @@ FIELD_VALUE_UPSERT = (
     "INSERT INTO field_values (contact_id, field_id, value, cdate, udate) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value, udate = excluded.udate"
 )
+CONTACT_INSERT = "INSERT INTO contacts (email, first_name, last_name, phone, cdate, udate) VALUES (?, ?, ?, ?, ?, ?)"
+# A contact's attributes that the batch sent (NULL: not sent, kept); udate moves even when none was sent, with
+# the memberships, tags and values written for the contact.
+CONTACT_UPDATE = (
+    "UPDATE contacts SET first_name = coalesce(?, first_name), last_name = coalesce(?, last_name),"
+    " phone = coalesce(?, phone), udate = ? WHERE email = ?"
+)
 
 
 def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], now: str) -> dict[str, Any]:
-    """Apply a validated batch, contact by contact in order: {"success": new ids, "failure": emails, "reasons"}.
+    """Apply a validated batch, with the outcome of applying it contact by contact in order: {"success": new ids,
+    "failure": emails, "reasons"}.
 
-    Lookups are made for the whole batch up front and memberships, tags and values written at the end in bulk:
-    a few statements per batch instead of several per contact.
+    A few statements per batch instead of several per contact: lookups are made for the whole batch up front,
+    then each contact is judged in order (a later row of the batch sees what an earlier one did: the contact it
+    created, the list it unsubscribed from), then the new contacts are inserted and the others updated, each in
+    one `executemany` and in batch order (so new contacts get their ids in that order), and the memberships, tags
+    and values written last.
     """
     emails = [normalize(contact["email"]) for contact in contacts]
     marks = ",".join("?" * len(emails))
@@ -270,25 +281,26 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
         contact_ids[email] = contact_id
         if bounced_hard:
             bounced.add(email)
-    known = list(contact_ids.values())
-    known_marks = ",".join("?" * len(known))
+    email_of = {contact_id: email for email, contact_id in contact_ids.items()}
+    known_marks = ",".join("?" * len(email_of))
+    # (email, list id): a normalised email names one contact, and names it before a new one has its id.
     unsubscribed = {
-        (row[0], row[1])
+        (email_of[row[0]], row[1])
         for row in conn.execute(
-            f"SELECT contact_id, list_id FROM memberships WHERE status = 2 AND contact_id IN ({known_marks})", known
+            f"SELECT contact_id, list_id FROM memberships WHERE status = 2 AND contact_id IN ({known_marks})",
+            list(email_of),
         )
     }
-    success: list[str] = []
+    exists = set(contact_ids)  # in the account before the batch, or created by an earlier row of it
+    created: list[str] = []  # emails of the contacts the batch creates, in order
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    applied: list[tuple[str, dict[str, Any], list[int], list[int], list[tuple[Any, str]]]] = []
     failure: list[str] = []
     reasons: dict[str, str] = {}
-    memberships: list[tuple[Any, ...]] = []
-    tag_links: list[tuple[Any, ...]] = []
-    field_values: list[tuple[Any, ...]] = []
-    tag_ids: dict[str, int] = {}
     for contact, email in zip(contacts, emails, strict=True):
-        contact_id = contact_ids.get(email)
         subscribe = _list_ids(contact, "subscribe")
-        opted_out = [list_id for list_id in subscribe if (contact_id, list_id) in unsubscribed]
+        opted_out = [list_id for list_id in subscribe if (email, list_id) in unsubscribed]
         # Each value as text once, for the length checks and the writes (validation made sure they are text).
         values = {column: _text(contact[key]) for key, column in TEXT_FIELDS.items() if contact.get(key) is not None}
         fields = [(item["id"], _text(item["value"])) for item in contact.get("fields", [])]
@@ -299,30 +311,36 @@ def _apply_contacts(conn: sqlite3.Connection, contacts: list[dict[str, Any]], no
             failure.append(contact["email"])
             reasons[contact["email"]] = reason
             continue
-        if contact_id is None:
-            cursor = conn.execute(
-                "INSERT INTO contacts (email, first_name, last_name, phone, cdate, udate) VALUES (?, ?, ?, ?, ?, ?)",
-                (email, values.get("first_name", ""), values.get("last_name", ""), values.get("phone", ""), now, now),
-            )
-            contact_id = contact_ids[email] = int(cursor.lastrowid or 0)
-            success.append(str(contact_id))
+        if email in exists:
+            updates.append((values.get("first_name"), values.get("last_name"), values.get("phone"), now, email))
         else:
-            # Run even with no attribute to set: it is what moves the contact's udate with the memberships, tags
-            # and values written below for it (one statement per contact already, so no set-based UPDATE besides).
-            assignments = "".join(f"{column} = ?, " for column in values)
-            conn.execute(
-                f"UPDATE contacts SET {assignments}udate = ? WHERE id = ?", (*values.values(), now, contact_id)
+            exists.add(email)
+            created.append(email)
+            inserts.append(
+                (email, values.get("first_name", ""), values.get("last_name", ""), values.get("phone", ""), now, now)
             )
         unsubscribe = _list_ids(contact, "unsubscribe")
+        unsubscribed.update((email, list_id) for list_id in unsubscribe)  # later rows of the batch see it
+        applied.append((email, contact, subscribe, unsubscribe, fields))
+    conn.executemany(CONTACT_INSERT, inserts)
+    conn.executemany(CONTACT_UPDATE, updates)
+    if created:
+        new_marks = ",".join("?" * len(created))
+        contact_ids.update(conn.execute(f"SELECT email, id FROM contacts WHERE email IN ({new_marks})", created))
+    memberships: list[tuple[Any, ...]] = []
+    tag_links: list[tuple[Any, ...]] = []
+    field_values: list[tuple[Any, ...]] = []
+    tag_ids: dict[str, int] = {}
+    for email, contact, subscribe, unsubscribe, fields in applied:
+        contact_id = contact_ids[email]
         memberships += [membership_params(contact_id, list_id, 1, None, now) for list_id in subscribe]
         memberships += [membership_params(contact_id, list_id, 2, IMPORT_UNSUBSCRIBE, now) for list_id in unsubscribe]
-        unsubscribed.update((contact_id, list_id) for list_id in unsubscribe)  # later rows of the batch see it
         tag_links += [(contact_id, _tag_id(conn, name.strip(), now, tag_ids), now) for name in contact.get("tags", [])]
         field_values += [(contact_id, id_of(field_id), value, now, now) for field_id, value in fields]
     conn.executemany(MEMBERSHIP_UPSERT, memberships)
     conn.executemany(TAG_LINK, tag_links)
     conn.executemany(FIELD_VALUE_UPSERT, field_values)
-    return {"success": success, "failure": failure, "reasons": reasons}
+    return {"success": [str(contact_ids[email]) for email in created], "failure": failure, "reasons": reasons}
 
 
 def _list_ids(contact: dict[str, Any], key: str) -> list[int]:

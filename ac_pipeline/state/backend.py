@@ -51,6 +51,11 @@ class Backend(Protocol):
 
     def connect(self, read_only: bool = False) -> AbstractContextManager[Session]: ...
 
+    def keeping_open(self) -> AbstractContextManager[None]:
+        """Until the block ends, sessions may share a connection kept open between them (a push's writes), as
+        long as that never makes another process wait for the state longer than sessions of their own would."""
+        ...
+
     def hold(self, name: str, holder: str, wait_seconds: float) -> AbstractContextManager[None]:
         """Hold the lock `name` until the block ends, across processes and machines that share this state,
         waiting up to `wait_seconds` for its holder (named by its own `holder`) to let go. A process that dies

@@ -20,6 +20,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import polars as pl
@@ -207,6 +208,10 @@ class PostgresBackend:
             connection.close()
             raise
         self._give_back(connection)
+
+    def keeping_open(self) -> AbstractContextManager[None]:
+        """Nothing to do: the pool keeps connections open between sessions already."""
+        return contextlib.nullcontext()
 
     def _migrate(self, connection: psycopg.Connection) -> None:
         version = read_schema_version(connection)

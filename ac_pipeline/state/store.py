@@ -124,6 +124,10 @@ class SyncState:
         """A session on a migrated database."""
         return self.backend.connect(read_only)
 
+    def keeping_open(self) -> AbstractContextManager[None]:
+        """Sessions until the block ends may share one connection (Backend.keeping_open): for a push's writes."""
+        return self.backend.keeping_open()
+
     def hold(self, audience: str, holder: str, wait_seconds: float = HOLD_WAIT_SECONDS) -> AbstractContextManager[None]:
         """Hold the audience for one push or read-back: two of one audience never interleave, on any
         orchestrator and any number of machines (the lock lives with the state). See Backend.hold."""

@@ -134,9 +134,10 @@ class Recorder:
     """Hands outcomes to the sync state without stalling the sends.
 
     One thread of its own does every write to the state file, all outcomes that arrived since its last
-    commit in one transaction. A write opens the DuckDB file and costs a tenth of a second of CPU once the
-    file holds 100,000 contacts, so writes are made only as often as needed (committing whenever the last
-    commit was done kept that thread busy for the whole push, taking the CPU the sends need). An
+    commit in one transaction. A write costs about 50 ms of CPU once the DuckDB file holds 100,000 contacts,
+    and twice that when it has to open the file (the writes share a connection kept open between them while
+    they come close together: state.duckdb_keep), so writes are made only as often as needed (committing
+    whenever the last commit was done kept that thread busy for the whole push, taking the CPU the sends need). An
     intent-journal write, which cannot wait, takes every outcome recorded so far with it in its transaction.
     A commit of its own is made once `COMMIT_ROWS` outcomes wait, or once the oldest outcome waiting is
     `commit_every` seconds old and `IDLE_PER_BUSY` times the last write's duration has passed since it
@@ -161,15 +162,21 @@ class Recorder:
         self._saving: Future[None] | None = None
         self._next_commit_at = -math.inf  # time.monotonic() from which the next commit may start
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state")
+        self._keeping = state.keeping_open()
 
     def __enter__(self) -> Recorder:
+        # Its writes come every half second at speed 20: they may share a connection (state.duckdb_keep).
+        self._keeping.__enter__()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         try:
             self.save(wait_for_it=True)  # what was confirmed stays confirmed, even if the push stops
         finally:
-            self._thread.shutdown(wait=True)
+            try:
+                self._thread.shutdown(wait=True)
+            finally:
+                self._keeping.__exit__(None, None, None)
 
     def record(self, outcomes: list[Outcome], *, counted: bool = True) -> None:
         """Note outcomes (main thread only). `counted=False` for contacts outside this push's changes."""

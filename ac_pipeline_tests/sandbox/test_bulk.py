@@ -207,3 +207,31 @@ def test_import_info_errors_and_summary(make_sandbox: MakeSandbox) -> None:
         summary = api.get("/import/bulk_import").json()
         assert [(d["batches"], d["contacts"]) for d in summary["outstanding"]] == [("1", "3")]
         assert summary["recentlyCompleted"] == []
+
+
+def test_later_rows_of_a_batch_see_what_earlier_rows_did(sandbox: SandboxServer, api: Api) -> None:
+    """The batch applies as if contact by contact in order: a contact created by one row is updated by a later
+    one, and a row subscribing someone an earlier row unsubscribed fails as bulk import's rows do."""
+    news, promo = api.make_list("News"), api.make_list("Promo")
+    api.make_contact("known@example.com", firstName="Known")
+    contacts = [
+        {"email": "twice@example.com", "first_name": "First", "subscribe": [{"listid": news}]},
+        {"email": "known@example.com", "last_name": "Later", "unsubscribe": [{"listid": promo}]},
+        {"email": "Twice@Example.com", "last_name": "Second", "unsubscribe": [{"listid": promo}]},
+        {"email": "twice@example.com", "phone": "555", "subscribe": [{"listid": promo}]},
+        {"email": "other@example.com"},
+    ]
+    info = api.wait_completed(api.bulk(contacts).json()["batchId"])
+    ids = {
+        e: api.get("/contacts", params={"email": e}).json()["contacts"][0]
+        for e in ("twice@example.com", "other@example.com", "known@example.com")
+    }
+    assert info["success"] == [ids["twice@example.com"]["id"], ids["other@example.com"]["id"]]  # created, in order
+    assert int(ids["twice@example.com"]["id"]) < int(ids["other@example.com"]["id"])
+    assert info["failure"] == ["twice@example.com"]  # the fourth row: unsubscribed from Promo by the third
+    twice = ids["twice@example.com"]
+    assert (twice["firstName"], twice["lastName"], twice["phone"]) == ("First", "Second", "")
+    known = ids["known@example.com"]
+    assert (known["firstName"], known["lastName"]) == ("Known", "Later")
+    assert sandbox.admin.members(news) == ["twice@example.com"]
+    assert sandbox.admin.membership("twice@example.com", promo)["unsubscribed_by"] == "import"

@@ -35,6 +35,20 @@ def commit_batches(location: str, audience: str, prefix: str, batches: int) -> N
         state.commit_confirmed(audience, f"run-{prefix}", confirmed, ledger)
 
 
+def keep_committing(location: str, audience: str, prefix: str, batches: int) -> None:
+    """Commit `batches` batches of 50 contacts a tenth of a second apart, sharing a kept connection as a push's
+    writes do (state.duckdb_keep); say "started" after the first."""
+    state = SyncState(location)
+    with state.keeping_open():
+        for batch in range(batches):
+            emails = [f"{prefix}-{batch}-{n}@x.io" for n in range(50)]
+            confirmed = pl.DataFrame({"email": emails, "fields_hash": [prefix] * 50, "status": ["member"] * 50})
+            state.commit_confirmed(audience, f"run-{prefix}", confirmed)
+            if batch == 0:
+                print("started", flush=True)
+            time.sleep(0.1)
+
+
 def die_in_commit(location: str, audience: str) -> None:
     """Start a commit of 1,000 contacts and be killed after the snapshot rows are written, before the ledger."""
     state = SyncState(location)
@@ -55,6 +69,8 @@ if __name__ == "__main__":
         hold(location, audience)
     elif action == "commit":
         commit_batches(location, audience, rest[0], int(rest[1]))
+    elif action == "keep-committing":
+        keep_committing(location, audience, rest[0], int(rest[1]))
     elif action == "die-in-commit":
         die_in_commit(location, audience)
     else:
