@@ -23,8 +23,8 @@ class Outbox:
     batch and given back when the batch settles, so a crash resends at most that many. No batch is handed
     out before its contacts are in the intent journal: batches are journaled `JOURNAL_GROUPS x max_in_flight`
     at a time, the next group while the current one goes out, so the sends rarely wait for the write. (A
-    journal write opens the DuckDB state file, about a tenth of a second of CPU on a big file: fewer, larger
-    writes leave that CPU to the sends. A crash leaves more intents to settle, which the next attempt does
+    journal write costs tens of milliseconds of CPU on a big DuckDB state file, more when it must open the file
+    (state/duckdb_keep.py): fewer, larger writes leave that CPU to the sends. A crash leaves more intents to settle, which the next attempt does
     from the list's records at the same cost.)
     """
 
