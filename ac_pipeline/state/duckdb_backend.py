@@ -28,6 +28,9 @@ from ac_pipeline.state import duckdb_keep
 from ac_pipeline.state.backend import Params, StateBusy, StateError, cast_frame, keep_trying
 from ac_pipeline.state.schema import MIGRATIONS, SCHEMA_VERSION
 
+# What DuckDB raises on a damaged file (and on a locked one: is_lock_error tells them apart).
+DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException, duckdb.FatalException)
+
 
 class DuckDBSession:
     def __init__(self, connection: duckdb.DuckDBPyConnection):
@@ -72,12 +75,7 @@ class DuckDBBackend:
         connection, end = duckdb_keep.session(self.path, read_only, self._open_migrated)
         try:
             yield DuckDBSession(connection)
-        except (
-            duckdb.IOException,
-            duckdb.SerializationException,
-            duckdb.InternalException,
-            duckdb.FatalException,
-        ) as exc:
+        except DAMAGE_ERRORS as exc:
             # A damaged file often opens and fails at the first read of a damaged block.
             if is_lock_error(exc):
                 raise
@@ -104,12 +102,7 @@ class DuckDBBackend:
                     f"{self.path} has schema version {version}, newer than this ac-pipeline understands "
                     f"({SCHEMA_VERSION}); upgrade ac-pipeline, or point AC_PIPELINE_STATE at another file"
                 )
-        except (
-            duckdb.IOException,
-            duckdb.SerializationException,
-            duckdb.InternalException,
-            duckdb.FatalException,
-        ) as exc:
+        except DAMAGE_ERRORS as exc:
             connection.close()
             if is_lock_error(exc):
                 raise
