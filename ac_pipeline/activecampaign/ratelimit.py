@@ -102,6 +102,12 @@ class Window:
             del self._events[index]
             bisect.insort(self._events, now)
 
+    def forget(self, then: float) -> None:
+        """Stop counting the event at `then` (the server turned it away, so it never counted it)."""
+        index = bisect.bisect_left(self._events, then)
+        if index < len(self._events) and self._events[index] == then:
+            del self._events[index]
+
 
 class RateLimitTimeout(Exception):
     """Waiting for the rate limit would pass the caller's deadline. The client turns it into RetriesExhausted."""
@@ -178,6 +184,21 @@ class RateLimiter:
         if sent_at is not None:
             with self._lock:
                 self._bulk[bulk].move(sent_at, self._clock())
+            self._sent.at = None
+
+    def refused(self, bulk: BulkKind) -> None:
+        """The bulk request this thread last acquired was turned away before it counted (429: the per-second
+        budget was full): give its slot back.
+
+        The server counts an import when it accepts it; a request refused at the door imported nothing and
+        will be sent again. Keeping its slot would make every throttled import cost two slots of the window,
+        and a large sync would wait a whole extra window for the slots its 429s wasted (issue 12, item 2).
+        Should a real account count it all the same, it answers "Rate limit exceeded." and the client pauses.
+        """
+        sent_at = getattr(self._sent, "at", None)
+        if sent_at is not None:
+            with self._lock:
+                self._bulk[bulk].forget(sent_at)
             self._sent.at = None
 
     def pause(self, seconds: float, *, bulk_only: bool = False) -> None:

@@ -172,7 +172,10 @@ class Transport:
             server_delay = 0.0
             outcome = self._attempt(method, path, params=params, body=body, headers=headers)
             if bulk is not None:
-                self._limiter.answered(bulk)
+                if isinstance(outcome, httpx.Response) and outcome.status_code == 429:
+                    self._limiter.refused(bulk)
+                else:
+                    self._limiter.answered(bulk)
             if isinstance(outcome, str):
                 last_error = outcome
             else:

@@ -58,6 +58,33 @@ def test_bulk_budgets_are_sliding_windows_and_also_count_as_requests() -> None:
     assert clock.now == pytest.approx(start - 0.2 + 60.0, abs=0.02)
 
 
+def test_a_refused_bulk_request_gives_its_slot_back() -> None:
+    # A 429 turns a request away before the server counts it as an import: it must not take a slot of the
+    # window too, or every throttled import costs two and a large sync waits a whole extra window.
+    limiter, clock = fake_limiter(requests_per_second=100, bulk_imports_per_minute=100, safety_margin=0.0)
+    for i in range(100):
+        limiter.acquire("multi")
+        if i % 10 == 0:  # ten of them answered 429, and sent again
+            limiter.refused("multi")
+            limiter.acquire("multi")
+    assert clock.now == pytest.approx(1.09)  # 110 attempts, 100 imports: all inside the first minute
+    limiter.acquire("multi")  # the 101st import waits for the first accepted one to leave the minute
+    assert clock.now == pytest.approx(60.01)
+
+
+def test_refused_only_gives_back_this_threads_last_unanswered_slot() -> None:
+    limiter, clock = fake_limiter(requests_per_second=100, bulk_imports_per_minute=100, safety_margin=0.0)
+    for _ in range(100):
+        limiter.acquire("multi")
+        limiter.answered("multi")  # answered: counted, and nothing is left for refused to give back
+        limiter.refused("multi")
+    elsewhere = threading.Thread(target=limiter.refused, args=("multi",))  # another thread has no slot to give
+    elsewhere.start()
+    elsewhere.join()
+    limiter.acquire("multi")  # all 100 slots still held: the 101st waits for the first to leave the minute
+    assert clock.now == pytest.approx(60.0)
+
+
 def test_bulk_windows_shrink_with_the_speed() -> None:
     limiter, clock = fake_limiter(**vars(RateLimits(safety_margin=0.0).scaled(20)))
     for _ in range(101):
