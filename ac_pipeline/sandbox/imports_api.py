@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -11,6 +13,7 @@ from ac_pipeline.sandbox.bulk import MAX_BODY_BYTES, VALIDATION_MESSAGE, Failure
 from ac_pipeline.sandbox.json_text import PARSED_BODY, loads
 from ac_pipeline.sandbox.query import api_route
 from ac_pipeline.sandbox.responses import answer, state_of
+from ac_pipeline.sandbox.state import SandboxState
 
 MULTI_LIMIT_REASON = (
     "Up to 100 imports may be requested per minute.Please batch contacts into larger requests, "
@@ -39,6 +42,13 @@ async def bulk_import(request: Request) -> JSONResponse:
             payload = loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return rejected(VALIDATION_MESSAGE, [f"The body is not valid JSON ({exc})."])
+    # The rest reads and writes the store, whose lock the import worker holds while it applies a batch: on a thread
+    # of its own, so the event loop goes on taking other requests meanwhile (the worker's SQLite work runs
+    # without the GIL, so the two overlap on a second core).
+    return await run_in_threadpool(_queue_import, state, raw, payload)
+
+
+def _queue_import(state: SandboxState, raw: bytes, payload: Any) -> JSONResponse:
     list_ids = {row[0] for row in state.store.all("SELECT id FROM lists")}
     field_ids = {row[0] for row in state.store.all("SELECT id FROM fields")}
     failures = validation_failures(payload, list_ids, field_ids)
