@@ -54,6 +54,17 @@ class RateLimits:
         if not 0 <= self.safety_margin < 1:
             raise ValueError(f"safety_margin is a fraction in [0, 1), got {self.safety_margin}")
 
+    def bulk_window_seconds(self, kind: BulkKind = "multi") -> float:
+        """How long the client counts a bulk import of this kind against its window: the documented count's
+        window (a minute; shorter at a sped-up sandbox's limits), stretched by a fifth of the safety margin (a
+        minute is long beside a request's jitter)."""
+        count, per_minute = (
+            (BULK_IMPORTS_PER_WINDOW, self.bulk_imports_per_minute)
+            if kind == "multi"
+            else (SINGLE_CONTACT_IMPORTS_PER_WINDOW, self.single_contact_imports_per_minute)
+        )
+        return (1.0 + self.safety_margin / 5) * 60.0 * count / per_minute
+
     def scaled(self, speed: float) -> RateLimits:
         """The limits of a sandbox running `speed` times faster than real time."""
         return replace(
@@ -139,15 +150,10 @@ class RateLimiter:
         stretch = 1.0 + limits.safety_margin
         self._requests = Spacing(stretch / limits.requests_per_second)
         # The documented counts per window, over a window that shrinks as the rate grows: 100 imports in
-        # 60 s for a real account, 100 in 3 s for a sandbox at speed 20 (as the sandbox counts them). A
-        # minute is long beside a request's jitter, so a fifth of the spacing's margin is enough.
-        window_stretch = 1.0 + limits.safety_margin / 5
-        budgets: tuple[tuple[BulkKind, int, float], ...] = (
-            ("multi", BULK_IMPORTS_PER_WINDOW, limits.bulk_imports_per_minute),
-            ("single", SINGLE_CONTACT_IMPORTS_PER_WINDOW, limits.single_contact_imports_per_minute),
-        )
+        # 60 s for a real account, 100 in 3 s for a sandbox at speed 20 (as the sandbox counts them).
         self._bulk: dict[BulkKind, Window] = {
-            kind: Window(count, window_stretch * 60.0 * count / per_minute) for kind, count, per_minute in budgets
+            "multi": Window(BULK_IMPORTS_PER_WINDOW, limits.bulk_window_seconds("multi")),
+            "single": Window(SINGLE_CONTACT_IMPORTS_PER_WINDOW, limits.bulk_window_seconds("single")),
         }
         self._paused_until = 0.0
         self._bulk_paused_until = 0.0
