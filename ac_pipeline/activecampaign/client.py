@@ -3,7 +3,8 @@
 `ActiveCampaignClient` is the endpoints: account check, lists and user groups, custom fields and tags,
 contacts, list memberships (contactLists) and bulk import. Each is a few lines over `Transport.request`
 (transport.py), which owns the connection pool, the rate-limit budget, retries, error answers and stats.
-Bulk import's size rules and batch polling live in bulk_import.py.
+Bulk import's size rules and batch polling live in bulk_import.py, the paged reads of a list's members in
+list_reads.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 
 from ac_pipeline.activecampaign import bulk_import as bulk
+from ac_pipeline.activecampaign import list_reads as reads
 from ac_pipeline.activecampaign.bulk_import import MAX_BULK_BODY_BYTES, MAX_BULK_CONTACTS, ImportInfo
 from ac_pipeline.activecampaign.errors import (
     ActiveCampaignError,
@@ -26,6 +28,7 @@ from ac_pipeline.activecampaign.errors import (
     api_message,
     error_from_answer,
 )
+from ac_pipeline.activecampaign.list_reads import PAGE_SIZE, to_int
 from ac_pipeline.activecampaign.ratelimit import BulkKind, RateLimiter, RateLimits, RateLimitTimeout
 from ac_pipeline.activecampaign.transport import ClientStats, Transport, api_path
 
@@ -48,11 +51,6 @@ __all__ = [
     "api_message",
     "error_from_answer",
 ]
-
-PAGE_SIZE = 100  # the API's maximum `limit`
-
-# Membership statuses of a contact on a list: unconfirmed, active, unsubscribed, bounced.
-_LIST_STATUSES = (0, 1, 2, 3)
 
 
 class ActiveCampaignClient:
@@ -144,7 +142,7 @@ class ActiveCampaignClient:
             page = body.get(key) or []
             yield from page
             offset += len(page)
-            total = _to_int(body.get("meta", {}).get("total"))
+            total = to_int(body.get("meta", {}).get("total"))
             if len(page) < PAGE_SIZE or (total is not None and offset >= total):
                 return
 
@@ -174,7 +172,7 @@ class ActiveCampaignClient:
             ) from None
         return {
             "api_url": self.api_url,
-            "lists_total": _to_int(lists.get("meta", {}).get("total")) or len(lists.get("lists") or []),
+            "lists_total": to_int(lists.get("meta", {}).get("total")) or len(lists.get("lists") or []),
             "groups": [group.get("title") for group in groups.get("groups") or []],
         }
 
@@ -322,70 +320,18 @@ class ActiveCampaignClient:
 
     def iter_list_members(self, list_id: int | str, status: int = 1) -> Iterator[dict[str, Any]]:
         """Every contact with this status on the list, in id order, paged by `id_greater` (not offsets)."""
-        for page in self._contact_pages(list_id, status):
+        for page in reads.member_pages(self.request, _id(list_id), status):
             yield from page.get("contacts") or []
 
     def iter_list_memberships(self, list_id: int | str, status: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """Every contact with this list status, with its contactList record for the list, in id order.
-
-        One request per 100 contacts (GET contacts with include=contactLists, paged by `id_greater`). The
-        record says how the status came about (`udate`, `unsubreason`, `campaign`, `message`,
-        `unsubscribeAutomation`...), which status 2 alone does not. A contact whose record shows another
-        status is left out: whether the API filters `status` by the list's status or the contact's is not
-        documented, and the record is the truth. ActiveCampaignError if a record is missing from the answer.
-        """
-        wanted_list = _id(list_id)
-        for page in self._contact_pages(list_id, status, include="contactLists"):
-            records = {
-                str(record.get("contact")): record
-                for record in page.get("contactLists") or []
-                if str(record.get("list")) == wanted_list
-            }
-            for contact in page.get("contacts") or []:
-                record = records.get(str(contact.get("id")))
-                if record is None:
-                    raise ActiveCampaignError(
-                        f"GET contacts?listid={wanted_list}&include=contactLists answered contact"
-                        f" {contact.get('id')} without its contactList record for list {wanted_list}, so how"
-                        " its status came about is unknown. ActiveCampaign may have changed the answer's shape.",
-                        method="GET",
-                        path="contacts",
-                    )
-                if _to_int(record.get("status")) == status:
-                    yield contact, record
+        """Every contact with this list status, with its contactList record for the list, in id order (one
+        request per 100 contacts; see `list_reads.list_memberships`)."""
+        return reads.list_memberships(self.request, _id(list_id), status)
 
     def contacts_with_memberships(self, ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """These contacts and their side-loaded contactList records (all lists), in one request
-        (`GET contacts?ids[]=..&include=contactLists`; at most PAGE_SIZE ids). ActiveCampaignError if the answer
-        holds a contact not asked for: an answer that ignored the filter must not be taken for these people."""
-        params = {"ids[]": list(ids), "include": "contactLists", "limit": len(ids)}
-        answer = self.request("GET", "contacts", params=params)
-        contacts = answer.get("contacts") or []
-        strays = {str(c.get("id")) for c in contacts} - {str(i) for i in ids}
-        if strays:
-            raise ActiveCampaignError(
-                f"GET contacts?ids[]=... answered {len(strays):,} contacts that were not asked for (e.g. "
-                f"{sorted(strays)[0]}): the ids[] filter was not applied, so no consent check can rest on it",
-                method="GET",
-                path="contacts",
-            )
-        return contacts, answer.get("contactLists") or []
-
-    def _contact_pages(self, list_id: int | str, status: int, include: str | None = None) -> Iterator[dict[str, Any]]:
-        """The answers of GET contacts for one list and status, PAGE_SIZE contacts each, paged by id."""
-        if status not in _LIST_STATUSES:
-            raise ValueError(f"a list status is one of {_LIST_STATUSES}, got {status!r}")
-        params: dict[str, Any] = {"listid": _id(list_id), "status": status, "orders[id]": "ASC", "limit": PAGE_SIZE}
-        if include:
-            params["include"] = include
-        last_id = 0
-        while True:
-            body = self.request("GET", "contacts", params={**params, "id_greater": last_id})
-            yield body
-            contacts = body.get("contacts") or []
-            if len(contacts) < PAGE_SIZE:
-                return
-            last_id = int(contacts[-1]["id"])
+        """These contacts and their side-loaded contactList records (all lists), in one request (at most
+        PAGE_SIZE ids; see `list_reads.contacts_with_memberships`)."""
+        return reads.contacts_with_memberships(self.request, ids)
 
     # -- bulk import -----------------------------------------------------------------------------------
 
@@ -424,13 +370,6 @@ class ActiveCampaignClient:
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
-
-
-def _to_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _id(value: int | str) -> str:
