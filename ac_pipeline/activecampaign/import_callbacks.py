@@ -39,6 +39,8 @@ TOKEN_HEADER = "X-AC-Pipeline-Token"
 BATCH_PARAM = "ac_pipeline_batch"
 # A callback names counts and a few messages; anything much bigger is not one.
 MAX_BODY_BYTES = 1_000_000
+# How often the listener's loop looks whether it is asked to close (a select() with this timeout when idle).
+SHUTDOWN_POLL = 0.02
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,14 @@ class CallbackListener:
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="import-callbacks", daemon=True)
+        # shutdown() waits for serve_forever to look at its flag, every poll_interval: at the default 0.5 s the
+        # end of every push waited up to half a second for its listener to close (issue 12, item 2).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL},
+            name="import-callbacks",
+            daemon=True,
+        )
         self._thread.start()
 
     def register(self, handler: Handler) -> str:
