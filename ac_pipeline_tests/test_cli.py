@@ -95,9 +95,6 @@ def test_the_demo_syncs_everything_then_only_what_changed(tmp_path: Path) -> Non
     # The second sync sends the changes, not the audiences again.
     changed = sum(row["adds"] + row["updates"] + row["removals"] for row in second.values())
     assert 0 < changed < sum(row["adds"] for row in first.values()) / 2
-    # In requests, the audiences are their bulk imports. (Not all requests: a handful of changes go one contact
-    # at a time, several requests each, and on a busy machine 429s are sent again, so a second sync of a few
-    # changes to these small audiences may take as many requests as the first one's few imports did.)
 
     # The runs are kept in a Dagster home inside the pipeline's home, configured for one push at a time.
     dagster_home = home / "dagster_home"
@@ -109,6 +106,9 @@ def test_the_demo_syncs_everything_then_only_what_changed(tmp_path: Path) -> Non
         assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
         assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(KEYS * 2)
         assert len(instance.get_materialized_partitions(dg.AssetKey("activecampaign_sync"))) == len(KEYS)
+        # In requests, the audiences are their bulk imports. (Not all requests: a handful of changes go one contact
+        # at a time, several requests each, and on a busy machine 429s are sent again, so a second sync of a few
+        # changes to these small audiences may take as many requests as the first one's few imports did.)
         pushes = instance.fetch_materializations(dg.AssetKey("activecampaign_sync"), limit=100).records
         batches = [
             int(r.asset_materialization.metadata["batches"].value) for r in sorted(pushes, key=lambda r: r.storage_id)

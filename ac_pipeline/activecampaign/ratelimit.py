@@ -54,17 +54,6 @@ class RateLimits:
         if not 0 <= self.safety_margin < 1:
             raise ValueError(f"safety_margin is a fraction in [0, 1), got {self.safety_margin}")
 
-    def bulk_window_seconds(self, kind: BulkKind = "multi") -> float:
-        """How long the client counts a bulk import of this kind against its window: the documented count's
-        window (a minute; shorter at a sped-up sandbox's limits), stretched by a fifth of the safety margin (a
-        minute is long beside a request's jitter)."""
-        count, per_minute = (
-            (BULK_IMPORTS_PER_WINDOW, self.bulk_imports_per_minute)
-            if kind == "multi"
-            else (SINGLE_CONTACT_IMPORTS_PER_WINDOW, self.single_contact_imports_per_minute)
-        )
-        return (1.0 + self.safety_margin / 5) * 60.0 * count / per_minute
-
     def scaled(self, speed: float) -> RateLimits:
         """The limits of a sandbox running `speed` times faster than real time."""
         return replace(
@@ -106,18 +95,18 @@ class Window:
     def record(self, now: float) -> None:
         bisect.insort(self._events, now)
 
+    def forget(self, then: float) -> bool:
+        """Stop counting the event at `then`; False if it was no longer counted."""
+        index = bisect.bisect_left(self._events, then)
+        if index < len(self._events) and self._events[index] == then:
+            del self._events[index]
+            return True
+        return False
+
     def move(self, then: float, now: float) -> None:
         """Count an event at `now` instead of `then` (if it is still counted)."""
-        index = bisect.bisect_left(self._events, then)
-        if index < len(self._events) and self._events[index] == then:
-            del self._events[index]
-            bisect.insort(self._events, now)
-
-    def forget(self, then: float) -> None:
-        """Stop counting the event at `then` (the server turned it away, so it never counted it)."""
-        index = bisect.bisect_left(self._events, then)
-        if index < len(self._events) and self._events[index] == then:
-            del self._events[index]
+        if self.forget(then):
+            self.record(now)
 
 
 class RateLimitTimeout(Exception):
@@ -150,10 +139,15 @@ class RateLimiter:
         stretch = 1.0 + limits.safety_margin
         self._requests = Spacing(stretch / limits.requests_per_second)
         # The documented counts per window, over a window that shrinks as the rate grows: 100 imports in
-        # 60 s for a real account, 100 in 3 s for a sandbox at speed 20 (as the sandbox counts them).
+        # 60 s for a real account, 100 in 3 s for a sandbox at speed 20 (as the sandbox counts them). A
+        # minute is long beside a request's jitter, so a fifth of the spacing's margin is enough.
+        window_stretch = 1.0 + limits.safety_margin / 5
+        budgets: tuple[tuple[BulkKind, int, float], ...] = (
+            ("multi", BULK_IMPORTS_PER_WINDOW, limits.bulk_imports_per_minute),
+            ("single", SINGLE_CONTACT_IMPORTS_PER_WINDOW, limits.single_contact_imports_per_minute),
+        )
         self._bulk: dict[BulkKind, Window] = {
-            "multi": Window(BULK_IMPORTS_PER_WINDOW, limits.bulk_window_seconds("multi")),
-            "single": Window(SINGLE_CONTACT_IMPORTS_PER_WINDOW, limits.bulk_window_seconds("single")),
+            kind: Window(count, window_stretch * 60.0 * count / per_minute) for kind, count, per_minute in budgets
         }
         self._paused_until = 0.0
         self._bulk_paused_until = 0.0
@@ -186,11 +180,7 @@ class RateLimiter:
         busy machine). Counting it from its answer, which comes after its arrival, keeps our window
         from freeing a slot before the server's does.
         """
-        sent_at = getattr(self._sent, "at", None)
-        if sent_at is not None:
-            with self._lock:
-                self._bulk[bulk].move(sent_at, self._clock())
-            self._sent.at = None
+        self._settle_sent(bulk, counted=True)
 
     def refused(self, bulk: BulkKind) -> None:
         """The bulk request this thread last acquired was turned away before it counted (429: the per-second
@@ -201,11 +191,19 @@ class RateLimiter:
         and a large sync would wait a whole extra window for the slots its 429s wasted (issue 12, item 2).
         Should a real account count it all the same, it answers "Rate limit exceeded." and the client pauses.
         """
+        self._settle_sent(bulk, counted=False)
+
+    def _settle_sent(self, bulk: BulkKind, *, counted: bool) -> None:
+        """This thread's last bulk request has its answer: count it from now on, or not at all."""
         sent_at = getattr(self._sent, "at", None)
-        if sent_at is not None:
-            with self._lock:
+        if sent_at is None:
+            return
+        with self._lock:
+            if counted:
+                self._bulk[bulk].move(sent_at, self._clock())
+            else:
                 self._bulk[bulk].forget(sent_at)
-            self._sent.at = None
+        self._sent.at = None
 
     def pause(self, seconds: float, *, bulk_only: bool = False) -> None:
         """Hold back every request (or only bulk imports) for `seconds` from now, as the server asked."""
